@@ -1,0 +1,21 @@
+/* Small helpers shared by every floor: timing, memory statistics, files. */
+#ifndef OCD_BASE_UTIL_H
+#define OCD_BASE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+double ocd_now(void);                      /* monotonic seconds */
+size_t ocd_peak_rss_bytes(void);           /* high-water mark of the resident set (VmHWM) */
+size_t ocd_current_rss_bytes(void);
+/* Reads a whole file into a NUL-terminated malloc'd buffer. NULL + error on failure. */
+char *ocd_read_file(const char *path, size_t *len_out);
+int ocd_file_exists(const char *path);
+int ocd_is_dir(const char *path);
+/* Joins dir + "/" + name into buf. Returns buf. */
+char *ocd_path_join(char *buf, size_t cap, const char *dir, const char *name);
+
+#define OCD_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define OCD_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,119 @@
+/* 2-D convolution (NCHW, one image) as im2col + sgemm over bands of output rows.
+ *
+ * For a band of output rows [r0, r1) the column matrix col[K, (r1-r0)*Wo] with
+ * K = ci*kh*kw is built, then y[co, band] = W[co, K] col[K, band] + b in one sgemm
+ * whose output row stride is Ho*Wo (the band is contiguous inside each output plane).
+ * The band height is chosen from the shape alone (so is every reduction order) and
+ * bounds the scratch to K_CONV_SCRATCH_CAP floats unless a single row needs more.
+ * A 1x1 stride-1 unpadded conv is already a GEMM over x[ci, HW]: no im2col. */
+#include "kernels/kernels.h"
+
+#include <string.h>
+
+#include "base/util.h"
+
+/* 4M floats = 16 MiB: large enough that sgemm runs on wide panels, small enough to
+ * stay cheap beside SD-sized activations. */
+#define K_CONV_SCRATCH_CAP ((size_t)1 << 22)
+
+int k_conv_out_h(const k_conv_shape *s) {
+    int n = s->h + s->pad_t + s->pad_b - s->kh;
+    return n < 0 || s->stride <= 0 ? 0 : n / s->stride + 1;
+}
+
+int k_conv_out_w(const k_conv_shape *s) {
+    int n = s->w + s->pad_l + s->pad_r - s->kw;
+    return n < 0 || s->stride <= 0 ? 0 : n / s->stride + 1;
+}
+
+static int is_pointwise(const k_conv_shape *s) {
+    return s->kh == 1 && s->kw == 1 && s->stride == 1 && !s->pad_t && !s->pad_b && !s->pad_l && !s->pad_r;
+}
+
+/* Output rows per band. */
+static int band_rows(const k_conv_shape *s) {
+    int ho = k_conv_out_h(s), wo = k_conv_out_w(s);
+    size_t row = (size_t)s->ci * s->kh * s->kw * (size_t)(wo > 0 ? wo : 1);
+    size_t r = K_CONV_SCRATCH_CAP / row;
+    if (r < 1) r = 1;
+    if (r > (size_t)ho) r = (size_t)(ho > 0 ? ho : 1);
+    return (int)r;
+}
+
+size_t k_conv2d_scratch_floats(const k_conv_shape *s) {
+    if (is_pointwise(s)) return 0;
+    int wo = k_conv_out_w(s);
+    return (size_t)s->ci * s->kh * s->kw * (size_t)band_rows(s) * (size_t)(wo > 0 ? wo : 0);
+}
+
+/* col[K, nr*wo] for output rows [r0, r0+nr). */
+static void im2col_band(float *col, const float *x, const k_conv_shape *s, int r0, int nr, int wo) {
+    const int K = s->ci * s->kh * s->kw, H = s->h, W = s->w, st = s->stride;
+    const size_t ncol = (size_t)nr * wo;
+#pragma omp parallel for schedule(static) if (ncol * (size_t)K > 32768)
+    for (int kk = 0; kk < K; kk++) {
+        int kx = kk % s->kw, ky = (kk / s->kw) % s->kh, c = kk / (s->kw * s->kh);
+        const float *xc = x + (size_t)c * H * W;
+        float *dst = col + (size_t)kk * ncol;
+        /* output columns whose input column lies inside the image: ox in [ox0, ox1) */
+        int off = kx - s->pad_l;                 /* ix = ox*st + off */
+        int ox0 = off >= 0 ? 0 : (-off + st - 1) / st;
+        int ox1 = W - off <= 0 ? 0 : (W - off - 1) / st + 1;
+        if (ox1 > wo) ox1 = wo;
+        if (ox0 > ox1) ox0 = ox1;
+        for (int r = 0; r < nr; r++) {
+            int iy = (r0 + r) * st - s->pad_t + ky;
+            float *d = dst + (size_t)r * wo;
+            if (iy < 0 || iy >= H) { memset(d, 0, sizeof(float) * wo); continue; }
+            const float *src = xc + (size_t)iy * W;
+            for (int ox = 0; ox < ox0; ox++) d[ox] = 0.0f;
+            if (st == 1) memcpy(d + ox0, src + ox0 + off, sizeof(float) * (ox1 - ox0));
+            else for (int ox = ox0; ox < ox1; ox++) d[ox] = src[ox * st + off];
+            for (int ox = ox1; ox < wo; ox++) d[ox] = 0.0f;
+        }
+    }
+}
+
+void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch) {
+    const int ho = k_conv_out_h(s), wo = k_conv_out_w(s), co = s->co;
+    const size_t plane = (size_t)ho * wo;
+    if (ho <= 0 || wo <= 0 || co <= 0) return;
+    const int K = s->ci * s->kh * s->kw;
+    const float beta = b ? 1.0f : 0.0f;
+    if (b) {
+#pragma omp parallel for schedule(static) if (plane * co > 65536)
+        for (int o = 0; o < co; o++)
+            for (size_t i = 0; i < plane; i++) y[(size_t)o * plane + i] = b[o];
+    }
+    if (is_pointwise(s)) {
+        k_gemm(0, 0, co, (int)plane, K, 1.0f, w, K, x, (int)plane, beta, y, (int)plane);
+        return;
+    }
+    const int nb = band_rows(s);
+    for (int r0 = 0; r0 < ho; r0 += nb) {
+        int nr = OCD_MIN(nb, ho - r0);
+        im2col_band(scratch, x, s, r0, nr, wo);
+        k_gemm(0, 0, co, nr * wo, K, 1.0f, w, K, scratch, nr * wo, beta, y + (size_t)r0 * wo, (int)plane);
+    }
+}
+
+void k_conv2d_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s) {
+    const int ho = k_conv_out_h(s), wo = k_conv_out_w(s);
+    for (int o = 0; o < s->co; o++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                double acc = b ? b[o] : 0.0;
+                for (int c = 0; c < s->ci; c++)
+                    for (int ky = 0; ky < s->kh; ky++) {
+                        int iy = oy * s->stride - s->pad_t + ky;
+                        if (iy < 0 || iy >= s->h) continue;
+                        for (int kx = 0; kx < s->kw; kx++) {
+                            int ix = ox * s->stride - s->pad_l + kx;
+                            if (ix < 0 || ix >= s->w) continue;
+                            acc += (double)x[((size_t)c * s->h + iy) * s->w + ix] *
+                                   w[(((size_t)o * s->ci + c) * s->kh + ky) * s->kw + kx];
+                        }
+                    }
+                y[((size_t)o * ho + oy) * wo + ox] = (float)acc;
+            }
+}

@@ -1,0 +1,83 @@
+/* Numerical kernels. They know nothing of models: plain float arrays, explicit sizes.
+ *
+ * Layout: activations NCHW row-major; "token" tensors [N, C] row-major (C fastest).
+ * Linear weights use PyTorch's layout W[out, in]; conv weights W[Co, Ci, kh, kw].
+ * Every fast kernel has a plain `_ref` twin kept forever beside it; tests compare them.
+ * Threading: kernels parallelise internally with OpenMP (rows/channels split across
+ * threads, never changing the order of any reduction, so results do not depend on the
+ * thread count). They are reentrant but must not be called from inside an OpenMP
+ * parallel region. */
+#ifndef OCD_KERNELS_H
+#define OCD_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- GEMM (row-major), thin wrapper over cblas_sgemm ----
+ * C[M,N] = alpha * op(A) op(B) + beta * C, with lda/ldb/ldc the row strides. */
+void k_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
+            const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void k_gemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ---- Linear: y[M,N] = x[M,K] W[N,K]^T + b[N] (b may be NULL). y must not alias x. ---- */
+void k_linear(float *y, const float *x, const float *w, const float *b, int M, int K, int N);
+void k_linear_ref(float *y, const float *x, const float *w, const float *b, int M, int K, int N);
+
+/* ---- 2-D convolution, one image, NCHW ----
+ * x[ci, h, w] -> y[co, ho, wo], ho = (h + pad_t + pad_b - kh) / stride + 1 (likewise wo).
+ * Zero padding; pad_b/pad_r let the VAE's asymmetric (0,1,0,1) downsample padding be expressed. */
+typedef struct {
+    int ci, h, w;        /* input */
+    int co, kh, kw;      /* weights */
+    int stride;
+    int pad_t, pad_b, pad_l, pad_r;
+} k_conv_shape;
+int k_conv_out_h(const k_conv_shape *s);
+int k_conv_out_w(const k_conv_shape *s);
+/* Scratch (in floats) that k_conv2d needs for this shape; bounded (row bands), never a full
+ * im2col of a large image. */
+size_t k_conv2d_scratch_floats(const k_conv_shape *s);
+void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch);
+void k_conv2d_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s);
+
+/* ---- Normalisation ----
+ * GroupNorm over x[C, HW] (one image): G groups of C/G channels, affine per channel, then
+ * SiLU if `silu`. y may equal x. Statistics in double for accuracy. */
+void k_group_norm(float *y, const float *x, const float *gamma, const float *beta,
+                  int C, int HW, int G, float eps, int silu);
+void k_group_norm_ref(float *y, const float *x, const float *gamma, const float *beta,
+                      int C, int HW, int G, float eps, int silu);
+/* LayerNorm of each row of x[N, C]. y may equal x. */
+void k_layer_norm(float *y, const float *x, const float *gamma, const float *beta, int N, int C, float eps);
+
+/* ---- Element-wise (in place) ---- */
+void k_silu(float *x, size_t n);
+void k_gelu_erf(float *x, size_t n);            /* exact GELU: 0.5 x (1 + erf(x / sqrt 2)) */
+void k_quick_gelu(float *x, size_t n);          /* x * sigmoid(1.702 x) */
+void k_add(float *y, const float *x, size_t n); /* y += x */
+/* GEGLU: in[N, 2D] = [a | g] per row -> out[N, D] = a * gelu_erf(g). */
+void k_geglu(float *out, const float *in, int N, int D);
+
+/* ---- Attention ----
+ * Multi-head scaled dot-product attention on token-major tensors:
+ *   q[Nq, heads*dh] (row stride ldq), k[Nk, heads*dh] (ldk), v[Nk, heads*dh] (ldv)
+ *   out[Nq, heads*dh] (ldo) = per head softmax(q_h k_h^T * scale [+ causal mask]) v_h
+ * `causal`: query i attends to keys j <= i (CLIP text encoder).
+ * Scores are computed in blocks of queries so that at most
+ * k_attention_scratch_floats(Nq, Nk) floats are used. */
+size_t k_attention_scratch_floats(int Nq, int Nk);
+void k_attention(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                 const float *v, int ldv, int Nq, int Nk, int heads, int dh, float scale,
+                 int causal, float *scratch);
+void k_attention_ref(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                     const float *v, int ldv, int Nq, int Nk, int heads, int dh, float scale, int causal);
+
+/* ---- Resampling and layout ----
+ * Nearest-neighbour resize of x[C, H, W] to y[C, Ho, Wo] with torch's legacy "nearest"
+ * rule src = floor(dst * in / out) (exactly x2 when Ho = 2H). */
+void k_upsample_nearest(float *y, const float *x, int C, int H, int W, int Ho, int Wo);
+/* x[C, HW] -> y[HW, C] and back. */
+void k_transpose(float *y, const float *x, int rows, int cols);
+
+#endif

@@ -1,0 +1,84 @@
+/* Text encoder and UNet against the PyTorch goldens, from the diffusers folder and from
+ * the single LDM file (same weights, other names). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/error.h"
+#include "io/model.h"
+#include "nn/clip.h"
+#include "nn/unet.h"
+#include "testlib.h"
+
+static void check_text(model_files *m, const char *tag) {
+    clip_config cc;
+    char name[128];
+    if ((m->text_config ? clip_config_from_json(&cc, m->text_config) : clip_config_infer(&cc, m->text)) != 0) {
+        snprintf(name, sizeof name, "%s text config", tag);
+        t_check(0, name, "%s", ocd_last_error());
+        return;
+    }
+    clip_text *te = clip_new(&cc, m->text);
+    snprintf(name, sizeof name, "%s text encoder load", tag);
+    if (!t_check(te != NULL, name, "%s", te ? "ok" : ocd_last_error())) return;
+    st_file *g = golden_open("text_encoder");
+    const st_tensor *ids_t = st_find(g, "ids");
+    int B = (int)ids_t->shape[0];
+    int32_t *ids = malloc(sizeof(int32_t) * ids_t->numel);
+    st_read_i32(ids_t, ids);
+    float *out = malloc(sizeof(float) * B * 77 * cc.hidden);
+    if (clip_encode(te, ids, B, out)) t_check(0, "clip_encode", "%s", ocd_last_error());
+    else golden_check(g, "last_hidden_state", out, (size_t)B * 77 * cc.hidden);
+    free(ids);
+    free(out);
+    clip_free(te);
+    st_close(g);
+}
+
+static void check_unet_case(unet *u, const char *case_name) {
+    st_file *g = golden_open(case_name);
+    const st_tensor *lt = st_find(g, "latent"), *ct = st_find(g, "context");
+    int B = (int)lt->shape[0], H = (int)lt->shape[2], W = (int)lt->shape[3], nc = (int)ct->shape[1];
+    float *lat = golden_f32(g, "latent"), *ctx = golden_f32(g, "context"), *ts = golden_f32(g, "timestep");
+    float *eps = malloc(sizeof(float) * lt->numel);
+    if (unet_forward(u, lat, ts, ctx, nc, B, H, W, NULL, eps)) t_check(0, case_name, "%s", ocd_last_error());
+    else golden_check(g, "eps", eps, (size_t)lt->numel);
+    free(lat); free(ctx); free(ts); free(eps);
+    st_close(g);
+}
+
+static void check_unet(model_files *m, const char *tag) {
+    unet_config uc;
+    char name[128];
+    snprintf(name, sizeof name, "%s unet load", tag);
+    if ((m->unet_config ? unet_config_from_json(&uc, m->unet_config) : unet_config_infer(&uc, m->unet)) != 0) {
+        t_check(0, name, "%s", ocd_last_error());
+        return;
+    }
+    unet *u = unet_new(&uc, m->unet);
+    if (!t_check(u != NULL, name, "%s", u ? "ok" : ocd_last_error())) return;
+    static const char *const cases[] = {"unet_b1", "unet_b2_cfg", "unet_b2_mixed", "unet_nonsquare", "unet_odd"};
+    for (int i = 0; i < 5; i++) check_unet_case(u, cases[i]);
+    /* a second call at the same size plans no new memory */
+    int grows = unet_arena_grows(u);
+    check_unet_case(u, "unet_odd");
+    t_check(unet_arena_grows(u) == grows, "unet arena: no allocation on repeat", "arena %zu bytes, %d grows",
+            unet_arena_bytes(u), unet_arena_grows(u));
+    unet_free(u);
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    model_files m;
+    if (!t_check(model_files_open(&m, TINY_SD) == 0, "open diffusers folder", "%s", TINY_SD)) return t_summary(argv[0]);
+    check_text(&m, "folder");
+    check_unet(&m, "folder");
+    model_files_close(&m);
+    if (!t_check(model_files_open(&m, TINY_SD_LDM) == 0, "open LDM single file", "%s", TINY_SD_LDM))
+        return t_summary(argv[0]);
+    /* 12 DDPM schedule buffers + the text encoder's position_ids buffer */
+    t_check(m.n_ignored_keys == 13, "LDM file: extra keys ignored, counted", "%d ignored of %d keys", m.n_ignored_keys, m.n_keys);
+    check_text(&m, "ldm");
+    check_unet(&m, "ldm");
+    model_files_close(&m);
+    return t_summary(argv[0]);
+}
