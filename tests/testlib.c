@@ -62,7 +62,8 @@ int t_quick(void) {
 }
 
 /* One cache of parsed specs, keyed by file pointer (tests open few files). */
-static struct { st_file *f; json_t *spec; } g_specs[64];
+/* Keyed by path: a closed file's pointer may be reused by the next one opened. */
+static struct { char path[512]; json_t *spec; } g_specs[64];
 
 st_file *golden_open(const char *case_name) {
     char path[512];
@@ -76,13 +77,13 @@ st_file *golden_open(const char *case_name) {
 }
 
 void *golden_spec(st_file *g) {
-    for (int i = 0; i < 64; i++) if (g_specs[i].f == g) return g_specs[i].spec;
+    for (int i = 0; i < 64; i++) if (!strcmp(g_specs[i].path, st_path(g))) return g_specs[i].spec;
     const char *s = st_metadata(g, "spec");
     json_error_t err;
     json_t *spec = s ? json_loads(s, 0, &err) : NULL;
     if (!spec) { fprintf(stderr, "golden %s: no readable spec\n", st_path(g)); exit(2); }
     for (int i = 0; i < 64; i++)
-        if (!g_specs[i].f) { g_specs[i].f = g; g_specs[i].spec = spec; break; }
+        if (!g_specs[i].path[0]) { snprintf(g_specs[i].path, sizeof g_specs[i].path, "%s", st_path(g)); g_specs[i].spec = spec; break; }
     return spec;
 }
 

@@ -249,6 +249,7 @@ int sched_ddim_timesteps(const ocd_schedule *s, int n, int32_t *out) {
 }
 
 int sched_ddim_prev_timestep(const ocd_schedule *s, int n, int t) {
+    if (n < 1) return -1;   /* no valid run: treat as past the end rather than divide by zero */
     return t - s->T / n;
 }
 

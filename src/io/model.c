@@ -248,6 +248,7 @@ static int open_component(model_files *m, const char *dir, const char *sub, cons
         m->n_keys += st_count(f);
         for (int k = 0; k < st_count(f); k++) {
             m->file_bytes += (int64_t)st_at(f, k)->nbytes;
+            m->dtype_count[st_at(f, k)->dtype]++;
             if (strstr(st_at(f, k)->name, "position_ids")) m->n_ignored_keys++;
         }
         if (!(*ws_out = ws_over_file(f, 1, label))) return -1;
@@ -317,7 +318,10 @@ static int open_single_file(model_files *m, const char *path, int controlnet) {
     st_file *f = st_open(path);
     if (!f) return -1;
     m->n_keys = st_count(f);
-    for (int k = 0; k < st_count(f); k++) m->file_bytes += (int64_t)st_at(f, k)->nbytes;
+    for (int k = 0; k < st_count(f); k++) {
+        m->file_bytes += (int64_t)st_at(f, k)->nbytes;
+        m->dtype_count[st_at(f, k)->dtype]++;
+    }
     const char *ucfg = meta_suffix(f, controlnet ? "controlnet_config" : "unet_config");
     const char *vcfg = meta_suffix(f, "vae_config"), *tcfg = meta_suffix(f, "text_encoder_config");
     if ((ucfg && !(m->unet_config = strdup_or_fail(ucfg))) || (vcfg && !(m->vae_config = strdup_or_fail(vcfg))) ||

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "io/safetensors.h"
 #include "nn/weights.h"
 
 typedef enum { MODEL_DIFFUSERS, MODEL_LDM_FILE, MODEL_RANDOM } model_kind;
@@ -22,6 +23,7 @@ typedef struct {
     int n_ignored_keys;
     int n_keys;
     int64_t file_bytes;
+    int dtype_count[ST_DTYPE_COUNT]; /* tensors per stored dtype */
 } model_files;
 
 /* Opens a folder (model_index.json / unet/ vae/ text_encoder/ ...) or a .safetensors

@@ -21,18 +21,22 @@
 
 /* ---------------------------------------------------------------- FFmpeg logging */
 
-/* FFmpeg logs through one global callback. Ours prints nothing and keeps the last
- * error-level line per thread, so failures can quote it in their single message. */
+/* FFmpeg logs through one global callback. Ours prints nothing and keeps, per thread,
+ * the last warning/error line (quoted in our single error message) and whether any line
+ * said the input was cut short (matroska's "File ended prematurely" is only a warning). */
 static _Thread_local char g_av_msg[256];
+static _Thread_local int g_av_cut;
 
 static void av_quiet_log(void *avcl, int level, const char *fmt, va_list vl) {
-    if (level > AV_LOG_ERROR) return;
-    int prefix = 1;
+    (void)avcl;
+    if (level > AV_LOG_WARNING) return;
     char line[256];
-    av_log_format_line2(avcl, level, fmt, vl, line, sizeof line, &prefix);
+    vsnprintf(line, sizeof line, fmt, vl);
+    line[strcspn(line, "\n")] = 0; /* first line only */
     size_t n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == ' ')) line[--n] = 0;
     if (n) memcpy(g_av_msg, line, n + 1);
+    if (strstr(line, "prematurely") || strstr(line, "partial file") || strstr(line, "runcat")) g_av_cut = 1;
 }
 
 static void av_quiet(void) {
@@ -42,6 +46,7 @@ static void av_quiet(void) {
         done = 1;
     }
     g_av_msg[0] = 0;
+    g_av_cut = 0;
 }
 
 /* "reason" from an AVERROR code, plus FFmpeg's own last error line when there is one. */
@@ -283,7 +288,7 @@ static int read_container(const char *path, int start, int stride, int n, ocd_vi
         ocd_fail("%s: cannot open the %s decoder (%s)", path, codec->name, av_why(e, why, sizeof why));
         goto fail;
     }
-    int eof = 0;
+    int eof = 0, npkt = 0;
     while (!eof && !reader_done(&r)) {
         e = av_read_frame(r.fmt, r.pkt);
         if (e == AVERROR_EOF) {
@@ -296,8 +301,9 @@ static int read_container(const char *path, int start, int stride, int n, ocd_vi
             av_packet_unref(r.pkt);
             continue;
         } else {
+            npkt++;
             if (r.pkt->flags & AV_PKT_FLAG_CORRUPT) {
-                ocd_fail("%s: corrupt or truncated video data after %d frames", path, r.decoded);
+                ocd_fail("%s: truncated or corrupt video data (packet %d of the video stream)", path, npkt);
                 goto fail;
             }
             e = avcodec_send_packet(r.dec, r.pkt);
@@ -316,8 +322,14 @@ static int read_container(const char *path, int start, int stride, int n, ocd_vi
                  r.decoded);
         goto fail;
     }
+    if (!reader_done(&r) && g_av_cut) {
+        ocd_fail("%s: truncated file: it ends after %d frames (ffmpeg: %s)", path, r.decoded, g_av_msg);
+        goto fail;
+    }
     if (out->n == 0 || (n > 0 && out->n < n)) {
-        if (r.decoded == 0) ocd_fail("%s: no video frame could be decoded (truncated or corrupt?)", path);
+        if (r.decoded == 0)
+            ocd_fail("%s: no video frame could be decoded (truncated or corrupt?%s%s)", path, g_av_msg[0] ? " ffmpeg: " : "",
+                     g_av_msg);
         else too_few(path, r.decoded, start, stride, n);
         goto fail;
     }
@@ -460,6 +472,8 @@ static int gif_palette(const ocd_video *v, uint8_t pal[256][3], int *ncolors, ui
 /* ---------------------------------------------------------------- writing: encoders */
 
 const char *video_mp4_encoder(void) {
+    const char *force = getenv("OCD_MP4_ENCODER"); /* "mpeg4" forces the fallback (tests) */
+    if (force && !strcmp(force, "mpeg4")) return "mpeg4";
     return avcodec_find_encoder_by_name("libx264") ? "libx264" : "mpeg4";
 }
 
@@ -473,12 +487,15 @@ typedef struct {
     struct SwsContext *sws;
     uint8_t *pad;    /* [eh, ew, 3] edge-padded RGB when the size is odd */
     uint8_t *lut;    /* [QBINS] gif: bin -> palette index */
-    int gif;
+    int gif, header_written;
     double fps;
     int64_t npkt;
 } writer;
 
 static void writer_close(writer *w) {
+    /* After a failure the muxer still holds state that only its trailer frees (gif's
+     * held-back packet); the temporary file it writes to is deleted anyway. */
+    if (w->header_written) av_write_trailer(w->oc);
     if (w->oc && w->oc->pb) avio_closep(&w->oc->pb);
     avformat_free_context(w->oc);
     avcodec_free_context(&w->enc);
@@ -562,10 +579,15 @@ static int encode_video(const char *path, const char *tmp, const ocd_video *v, d
     }
     w.st->time_base = w.enc->time_base;
     w.st->avg_frame_rate = gif ? av_d2q(fps, 65535) : w.enc->framerate;
-    if ((e = avio_open(&w.oc->pb, tmp, AVIO_FLAG_WRITE)) < 0 || (e = avformat_write_header(w.oc, NULL)) < 0) {
+    AVDictionary *opts = NULL;
+    if (!gif && strcmp(fmtname, "matroska")) av_dict_set(&opts, "movflags", "+faststart", 0); /* index first */
+    if ((e = avio_open(&w.oc->pb, tmp, AVIO_FLAG_WRITE)) >= 0) e = avformat_write_header(w.oc, &opts);
+    av_dict_free(&opts);
+    if (e < 0) {
         ocd_fail("%s: cannot start writing (%s)", path, av_why(e, why, sizeof why));
         goto done;
     }
+    w.header_written = 1;
     w.frame->format = w.enc->pix_fmt;
     w.frame->width = ew;
     w.frame->height = eh;
@@ -625,6 +647,7 @@ static int encode_video(const char *path, const char *tmp, const ocd_video *v, d
         if (writer_flush(&w, w.frame)) goto done;
     }
     if (writer_flush(&w, NULL)) goto done;
+    w.header_written = 0;
     if ((e = av_write_trailer(w.oc)) < 0) {
         ocd_fail("%s: finishing the file failed (%s)", path, av_why(e, why, sizeof why));
         goto done;

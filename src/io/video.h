@@ -25,7 +25,8 @@ int video_read(const char *path, int start, int stride, int n, ocd_video *out);
 int video_write(const char *path, const ocd_video *v, double fps);
 int video_alloc(ocd_video *v, int n, int w, int h); /* zeroed frames */
 void video_free(ocd_video *v);
-/* The name of the encoder video_write uses for .mp4 ("libx264" or "mpeg4"). */
+/* The name of the encoder video_write uses for .mp4 ("libx264" or "mpeg4"; the
+ * environment variable OCD_MP4_ENCODER=mpeg4 forces the fallback). */
 const char *video_mp4_encoder(void);
 
 /* Tiles `count` clips with the same frame count into a grid of `cols` columns (cells

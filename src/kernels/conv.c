@@ -8,6 +8,7 @@
  * A 1x1 stride-1 unpadded conv is already a GEMM over x[ci, HW]: no im2col. */
 #include "kernels/kernels.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/util.h"
@@ -46,14 +47,16 @@ size_t k_conv2d_scratch_floats(const k_conv_shape *s) {
     return (size_t)s->ci * s->kh * s->kw * (size_t)band_rows(s) * (size_t)(wo > 0 ? wo : 0);
 }
 
-/* col[K, nr*wo] for output rows [r0, r0+nr). */
-static void im2col_band(float *col, const float *x, const k_conv_shape *s, int r0, int nr, int wo) {
+/* col[K, nr*wo] for output rows [r0, r0+nr). s describes the (virtual) input; with
+ * up = 2 it is the nearest x2 upsampling of the stored x[ci, h/2, w/2]. */
+static void im2col_band(float *col, const float *x, const k_conv_shape *s, int r0, int nr, int wo, int up) {
     const int K = s->ci * s->kh * s->kw, H = s->h, W = s->w, st = s->stride;
+    const int xh = H / up, xw = W / up;   /* stored plane */
     const size_t ncol = (size_t)nr * wo;
 #pragma omp parallel for schedule(static) if (ncol * (size_t)K > 32768)
     for (int kk = 0; kk < K; kk++) {
         int kx = kk % s->kw, ky = (kk / s->kw) % s->kh, c = kk / (s->kw * s->kh);
-        const float *xc = x + (size_t)c * H * W;
+        const float *xc = x + (size_t)c * xh * xw;
         float *dst = col + (size_t)kk * ncol;
         /* output columns whose input column lies inside the image: ox in [ox0, ox1) */
         int off = kx - s->pad_l;                 /* ix = ox*st + off */
@@ -65,16 +68,18 @@ static void im2col_band(float *col, const float *x, const k_conv_shape *s, int r
             int iy = (r0 + r) * st - s->pad_t + ky;
             float *d = dst + (size_t)r * wo;
             if (iy < 0 || iy >= H) { memset(d, 0, sizeof(float) * wo); continue; }
-            const float *src = xc + (size_t)iy * W;
+            const float *src = xc + (size_t)(iy / up) * xw;
             for (int ox = 0; ox < ox0; ox++) d[ox] = 0.0f;
-            if (st == 1) memcpy(d + ox0, src + ox0 + off, sizeof(float) * (ox1 - ox0));
+            if (up == 2) for (int ox = ox0; ox < ox1; ox++) d[ox] = src[(ox * st + off) >> 1];
+            else if (st == 1) memcpy(d + ox0, src + ox0 + off, sizeof(float) * (ox1 - ox0));
             else for (int ox = ox0; ox < ox1; ox++) d[ox] = src[ox * st + off];
             for (int ox = ox1; ox < wo; ox++) d[ox] = 0.0f;
         }
     }
 }
 
-void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch) {
+static void conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch,
+                   int up) {
     const int ho = k_conv_out_h(s), wo = k_conv_out_w(s), co = s->co;
     const size_t plane = (size_t)ho * wo;
     if (ho <= 0 || wo <= 0 || co <= 0) return;
@@ -85,16 +90,56 @@ void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_
         for (int o = 0; o < co; o++)
             for (size_t i = 0; i < plane; i++) y[(size_t)o * plane + i] = b[o];
     }
-    if (is_pointwise(s)) {
+    if (up == 1 && is_pointwise(s)) {
         k_gemm(0, 0, co, (int)plane, K, 1.0f, w, K, x, (int)plane, beta, y, (int)plane);
         return;
     }
     const int nb = band_rows(s);
     for (int r0 = 0; r0 < ho; r0 += nb) {
         int nr = OCD_MIN(nb, ho - r0);
-        im2col_band(scratch, x, s, r0, nr, wo);
+        im2col_band(scratch, x, s, r0, nr, wo, up);
         k_gemm(0, 0, co, nr * wo, K, 1.0f, w, K, scratch, nr * wo, beta, y + (size_t)r0 * wo, (int)plane);
     }
+}
+
+void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch) {
+    conv2d(y, x, w, b, s, scratch, 1);
+}
+
+/* The upsampled plane is never stored: im2col reads the low-resolution one. */
+static k_conv_shape up2_shape(const k_conv_shape *s) {
+    k_conv_shape u = *s;
+    u.h *= 2;
+    u.w *= 2;
+    return u;
+}
+
+int k_conv_up2_out_h(const k_conv_shape *s) { k_conv_shape u = up2_shape(s); return k_conv_out_h(&u); }
+int k_conv_up2_out_w(const k_conv_shape *s) { k_conv_shape u = up2_shape(s); return k_conv_out_w(&u); }
+
+size_t k_conv2d_up2_scratch_floats(const k_conv_shape *s) {
+    k_conv_shape u = up2_shape(s);
+    size_t n = k_conv2d_scratch_floats(&u);
+    /* the pointwise shortcut does not apply to a virtual input: size the band anyway */
+    if (!n) n = (size_t)u.ci * band_rows(&u) * (size_t)k_conv_out_w(&u);
+    return n;
+}
+
+void k_conv2d_up2(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch) {
+    k_conv_shape u = up2_shape(s);
+    conv2d(y, x, w, b, &u, scratch, 2);
+}
+
+void k_conv2d_up2_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s) {
+    k_conv_shape u = up2_shape(s);
+    float *t = malloc(sizeof(float) * (size_t)s->ci * u.h * u.w);
+    if (!t) return;
+    for (int c = 0; c < s->ci; c++)
+        for (int iy = 0; iy < u.h; iy++)
+            for (int ix = 0; ix < u.w; ix++)
+                t[((size_t)c * u.h + iy) * u.w + ix] = x[((size_t)c * s->h + iy / 2) * s->w + ix / 2];
+    k_conv2d_ref(y, t, w, b, &u);
+    free(t);
 }
 
 void k_conv2d_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s) {

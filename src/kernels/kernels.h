@@ -40,6 +40,14 @@ int k_conv_out_w(const k_conv_shape *s);
 size_t k_conv2d_scratch_floats(const k_conv_shape *s);
 void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch);
 void k_conv2d_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s);
+/* Convolution of the nearest x2 upsampling of x[ci, h, w] (s->h, s->w: the stored,
+ * low-resolution size), without materialising the upsampled [ci, 2h, 2w] plane:
+ * y = conv(upsample2(x)). Output size k_conv_up2_out_h/w (2h x 2w for 3x3 pad 1). */
+int k_conv_up2_out_h(const k_conv_shape *s);
+int k_conv_up2_out_w(const k_conv_shape *s);
+size_t k_conv2d_up2_scratch_floats(const k_conv_shape *s);
+void k_conv2d_up2(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch);
+void k_conv2d_up2_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s);
 
 /* ---- Normalisation ----
  * GroupNorm over x[C, HW] (one image): G groups of C/G channels, affine per channel, then

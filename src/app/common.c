@@ -1,0 +1,28 @@
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "base/error.h"
+
+int app_set_threads(const args *a) {
+    long n;
+    if (args_int(a, "--threads", 0, 0, 1024, &n)) return -1;
+    if (n > 0) omp_set_num_threads((int)n);
+    return 0;
+}
+
+int app_load_model(const args *a, sd_model *m) {
+    const char *model = args_str(a, "--model", NULL), *rnd = args_str(a, "--random", NULL);
+    long seed;
+    if (args_int(a, "--weight-seed", 1234, 0, 0x7fffffff, &seed)) return -1;
+    if (model && rnd) return ocd_fail("give either --model or --random, not both");
+    if (!model && !rnd) return ocd_fail("no model: give --model PATH (diffusers folder or .safetensors) or --random sd15|tiny");
+    if (rnd) {
+        char spec[64];
+        snprintf(spec, sizeof spec, "random:%s", rnd);
+        return sd_model_load(m, spec, (uint64_t)seed);
+    }
+    return sd_model_load(m, model, 0);
+}
