@@ -18,13 +18,14 @@ APP_OBJ := $(APP_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_LIB:= $(BUILD)/tests/testlib.o
 
-.PHONY: all test test-asan bench-smoke clean deps help example
+.PHONY: all test test-asan check clean deps help example
 all: $(BUILD)/ocd $(TESTS)
 
 help:
 	@echo "make            build build/ocd and the test programs"
 	@echo "make test       run the whole test suite (conformance + unit + CLI), < 10 min"
 	@echo "make test-asan  the same suite under AddressSanitizer + UBSan (build-asan/)"
+	@echo "make check      test + test-asan (what CI runs)"
 	@echo "make example    the bundled toy edit (README's first command)"
 	@echo "make deps       install the Debian packages the build needs (root), else list them"
 
@@ -53,7 +54,12 @@ test-asan:
 	        LDFLAGS="-fopenmp -fsanitize=address,undefined" all
 	@ASAN_OPTIONS=detect_leaks=1 OCD_TEST_QUICK=1 sh tests/run.sh build-asan
 
+check: test test-asan
+
 clean:
 	rm -rf build build-asan
+
+# The tokenizer's merges table is assembled into the binary (.incbin).
+$(BUILD)/src/nn/clip_merges.o: data/clip/merges.txt
 
 -include $(OBJ:.o=.d) $(APP_OBJ:.o=.d) $(TESTS:=.d) $(TEST_LIB:.o=.d)

@@ -104,6 +104,37 @@ static void test_conv(void) {
     t_check(ns <= ((size_t)1 << 22), "conv scratch bounded (512ch 512x512 3x3)", "%zu floats", ns);
 }
 
+static void conv_up2_case(const char *label, k_conv_shape s, int check_threads) {
+    int ho = k_conv_up2_out_h(&s), wo = k_conv_up2_out_w(&s);
+    size_t ny = (size_t)s.co * ho * wo, ns = k_conv2d_up2_scratch_floats(&s);
+    float *x = rnd((size_t)s.ci * s.h * s.w, 1), *w = rnd((size_t)s.co * s.ci * s.kh * s.kw, 0.3f), *b = rnd(s.co, 1);
+    float *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny), *scr = malloc(sizeof(float) * ns);
+    k_conv2d_up2(y, x, w, b, &s, scr);
+    k_conv2d_up2_ref(r, x, w, b, &s);
+    char name[160];
+    snprintf(name, sizeof name, "conv_up2 %s ci%d %dx%d co%d k%d -> %dx%d", label, s.ci, s.h, s.w, s.co, s.kh, ho, wo);
+    t_close(name, y, r, ny, 1e-5, 1e-5);
+    if (check_threads) {
+        float *y1 = malloc(sizeof(float) * ny);
+        omp_set_num_threads(1);
+        k_conv2d_up2(y1, x, w, b, &s, scr);
+        omp_set_num_threads(2);
+        k_conv2d_up2(y, x, w, b, &s, scr);
+        snprintf(name, sizeof name, "conv_up2 %s 1 vs 2 threads bitwise", label);
+        t_check(memcmp(y1, y, sizeof(float) * ny) == 0, name, "scratch %zu floats", ns);
+        free(y1);
+    }
+    free(x); free(w); free(b); free(y); free(r); free(scr);
+}
+
+static void test_conv_up2(void) {
+    conv_up2_case("3x3", (k_conv_shape){5, 7, 9, 6, 3, 3, 1, 1, 1, 1, 1}, 0);
+    conv_up2_case("1x1", (k_conv_shape){4, 5, 3, 3, 1, 1, 1, 0, 0, 0, 0}, 0);
+    conv_up2_case("asym-s2", (k_conv_shape){3, 6, 5, 2, 3, 2, 2, 0, 1, 2, 1}, 0);
+    /* 64 x 9 x 96 columns x 100 rows > cap: several bands */
+    conv_up2_case("bands", (k_conv_shape){64, 50, 48, 8, 3, 3, 1, 1, 1, 1, 1}, 1);
+}
+
 static void test_norm(void) {
     const int shapes[][3] = {{8, 35, 4}, {12, 17, 3}, {32, 1, 32}, {64, 1000, 32}, {6, 7, 1}};
     char name[128];
@@ -270,6 +301,7 @@ int main(int argc, char **argv) {
     (void)argc;
     test_gemm();
     test_conv();
+    test_conv_up2();
     test_norm();
     test_attention();
     test_elementwise();

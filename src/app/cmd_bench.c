@@ -69,7 +69,7 @@ int cmd_bench(int argc, char **argv) {
     int threads = omp_get_max_threads();
     printf("measuring sgemm peak (2048^3, %d threads)...\n", threads);
     double peak = bench_sgemm_peak_gflops();
-    printf("sgemm peak  %.1f GFLOP/s\n", peak);
+    printf("sgemm peak  %.1f GFLOP/s (OpenBLAS core %s)\n", peak, openblas_get_corename());
     sd_model m;
     double t0 = ocd_now();
     if (app_load_model(&b, &m)) return -1;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/probe_pipeline.h"
 #include "app/probe_sched.h"
 #include "base/error.h"
 #include "io/safetensors.h"
@@ -142,13 +143,14 @@ int cmd_probe(int argc, char **argv) {
     if (args_has(&a, "--help") || a.n_pos != 1) {
         args_usage(k_opts, "ocd probe KIND --model M --in IN.safetensors --out OUT.safetensors\n"
                            "  KIND: tokenize text unet vae-encode vae-decode sched_tables sched_ddim_step\n"
-                           "        sched_ddim_trajectory sched_dpmpp_2m");
+                           "        sched_ddim_trajectory sched_dpmpp_2m pipeline_txt2img pipeline_ddim_inversion");
         return args_has(&a, "--help") ? 0 : ocd_fail("probe needs exactly one KIND");
     }
     const char *kind = a.pos[0], *inp = args_str(&a, "--in", NULL), *outp = args_str(&a, "--out", NULL);
     if (!inp || !outp) return ocd_fail("probe needs --in and --out");
     if (app_set_threads(&a)) return -1;
     if (probe_sched_handles(kind)) return probe_sched(kind, inp, outp);
+    if (probe_pipeline_handles(kind)) return probe_pipeline(kind, &a, inp, outp);
     static const char *const kinds[] = {"tokenize", "text", "unet", "vae-encode", "vae-decode"};
     int k = -1;
     for (int i = 0; i < 5; i++) if (strcmp(kind, kinds[i]) == 0) k = i;

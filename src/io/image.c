@@ -363,26 +363,28 @@ static float aa_tri(float x) {
 }
 
 static int aa_axis_make(int in, int out, aa_axis *a) {
+    /* The float/double mix below copies torch's expression types, so borderline
+     * window edges and weights round the same way. */
     float scale = (float)in / (float)out;
     float support = scale >= 1.0f ? scale : 1.0f; /* bilinear: interp_size/2 = 1, widened */
-    float invscale = scale >= 1.0f ? 1.0f / scale : 1.0f;
+    float invscale = scale >= 1.0f ? (float)(1.0 / (double)scale) : 1.0f;
     a->taps = scale >= 1.0f ? (int)ceilf(support) * 2 + 1 : 2;
     a->lo = ocd_malloc(sizeof(int) * (size_t)out);
     a->cnt = ocd_malloc(sizeof(int) * (size_t)out);
     a->w = ocd_calloc((size_t)out * a->taps, sizeof(float));
     if (!a->lo || !a->cnt || !a->w) return -1;
     for (int i = 0; i < out; i++) {
-        float center = scale * (i + 0.5f);
-        int xmin = (int)(center - support + 0.5f);
+        float center = (float)((double)scale * (i + 0.5));
+        int xmin = (int)((double)(center - support) + 0.5);
         if (xmin < 0) xmin = 0;
-        int xmax = (int)(center + support + 0.5f);
+        int xmax = (int)((double)(center + support) + 0.5);
         if (xmax > in) xmax = in;
         int n = xmax - xmin;
         if (n > a->taps) n = a->taps;
         if (n < 0) n = 0;
         float *w = a->w + (size_t)i * a->taps, total = 0.0f;
         for (int j = 0; j < n; j++) {
-            w[j] = aa_tri(((float)(j + xmin) - center + 0.5f) * invscale);
+            w[j] = aa_tri((float)(((double)((float)(j + xmin) - center) + 0.5) * (double)invscale));
             total += w[j];
         }
         if (total != 0.0f)

@@ -83,7 +83,8 @@ void k_attention_ref(float *out, int ldo, const float *q, int ldq, const float *
 
 /* ---- Resampling and layout ----
  * Nearest-neighbour resize of x[C, H, W] to y[C, Ho, Wo] with torch's legacy "nearest"
- * rule src = floor(dst * in / out) (exactly x2 when Ho = 2H). */
+ * rule src = floor(dst * in / out) (exactly x2 when Ho = 2H; otherwise evaluated as torch
+ * does, floorf(dst * ((float)in / out)), clamped to in - 1). */
 void k_upsample_nearest(float *y, const float *x, int C, int H, int W, int Ho, int Wo);
 /* x[C, HW] -> y[HW, C] and back. */
 void k_transpose(float *y, const float *x, int rows, int cols);

@@ -37,6 +37,7 @@ typedef struct {
 typedef struct {
     int C, heads, depth;
     int layer_id;                         /* first attention layer index of this transformer */
+    int part;                             /* UNET_PART_* */
     float *norm_g, *norm_b;               /* GroupNorm(groups, eps 1e-6) [C] */
     float *pin_w, *pin_b;                 /* proj_in [C, C] (1x1 conv or linear) */
     tblock *tb;                           /* [depth] */
@@ -81,6 +82,7 @@ int unet_config_from_json(unet_config *c, const char *json_text) {
     c->eps = 1e-5f;
     c->flip_sin_to_cos = 1;
     c->transformer_depth = 1;
+    c->sample_size = 64;
     json_t *v, *e;
     size_t i;
     int rc = -1;
@@ -92,6 +94,7 @@ int unet_config_from_json(unet_config *c, const char *json_text) {
     if ((v = json_object_get(j, "norm_eps")) && json_is_number(v)) c->eps = (float)json_number_value(v);
     if ((v = json_object_get(j, "flip_sin_to_cos")) && json_is_boolean(v)) c->flip_sin_to_cos = json_is_true(v);
     if ((v = json_object_get(j, "freq_shift")) && json_is_integer(v)) c->freq_shift = (int)json_integer_value(v);
+    if ((v = json_object_get(j, "sample_size")) && json_is_integer(v)) c->sample_size = (int)json_integer_value(v);
     if ((v = json_object_get(j, "transformer_layers_per_block")) && json_is_integer(v))
         c->transformer_depth = (int)json_integer_value(v);
     v = json_object_get(j, "block_out_channels");
@@ -174,6 +177,7 @@ int unet_config_infer(unet_config *c, ws_source *ws) {
     c->eps = 1e-5f;
     c->flip_sin_to_cos = 1;
     c->transformer_depth = 1;
+    c->sample_size = 64;
     return 0;
 }
 
@@ -201,6 +205,7 @@ static int load_resnet(resnet *r, ws_source *ws, const char *p, int cin, int cou
 }
 
 static int load_xformer(xformer *x, ws_source *ws, const char *p, int C, int heads, int depth, int cross, int *layer) {
+    x->part = p[0] == 'd' ? UNET_PART_DOWN : p[0] == 'm' ? UNET_PART_MID : UNET_PART_UP;
     x->C = C;
     x->heads = heads;
     x->depth = depth;
@@ -350,6 +355,7 @@ typedef struct {
     const float *ctx;           /* [B, n_ctx, cross] */
     int n_ctx;
     const float *temb_act;      /* SiLU(temb) [B, T] */
+    const float *t;             /* timesteps [B] */
 } fwd;
 
 #define ALLOC(n) arena_floats(&f->u->arena, (size_t)(n))
@@ -408,18 +414,19 @@ int unet_attend_plain(const unet_attn_call *c) {
 }
 
 /* att [B, Nq, C] = attention for every item through the hook. */
-static int attend_all(fwd *f, int layer, int is_cross, int H, int W, int Nq, int Nk, int C, int heads, const float *q,
+static int attend_all(fwd *f, int layer, int part, int is_cross, int H, int W, int Nq, int Nk, int C, int heads, const float *q,
                       const float *k, const float *v, float *att) {
     const unet_attn_hook *hk = f->hook;
     int kvf = hk && hk->kv_frames_max > 1 ? hk->kv_frames_max : 1;
     size_t m = arena_mark(&f->u->arena);
     float *scratch = ALLOC(k_attention_scratch_floats(Nq, Nk * kvf));
     if (!scratch) return -1;
-    unet_attn_call call = {.layer = layer, .is_cross = is_cross, .H = H, .W = W, .batch = f->B, .Nq = Nq, .Nk = Nk,
+    unet_attn_call call = {.layer = layer, .part = part, .is_cross = is_cross, .H = H, .W = W, .batch = f->B, .Nq = Nq, .Nk = Nk,
                            .C = C, .heads = heads, .dh = C / heads, .scale = 1.0f / sqrtf((float)(C / heads)),
                            .q = q, .k = k, .v = v, .scratch = scratch};
     for (int b = 0; b < f->B; b++) {
         call.b = b;
+        call.timestep = (int)lrintf(f->t[b]);
         call.out = att + (size_t)b * Nq * C;
         int rc = hk && hk->attend ? hk->attend(hk->user, &call) : unet_attend_plain(&call);
         if (rc) return -1;
@@ -458,7 +465,7 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
         k_linear(q, n, t->q1, NULL, N, C, C);
         k_linear(k, n, t->k1, NULL, N, C, C);
         k_linear(v, n, t->v1, NULL, N, C, C);
-        if (attend_all(f, layer, 0, H, W, HW, HW, C, xf->heads, q, k, v, att)) return -1;
+        if (attend_all(f, layer, xf->part, 0, H, W, HW, HW, C, xf->heads, q, k, v, att)) return -1;
         k_linear(n, att, t->o1, t->o1_b, N, C, C);
         k_add(tok, n, (size_t)N * C);
         /* attn2: cross-attention to the text */
@@ -466,7 +473,7 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
         k_linear(q, n, t->q2, NULL, N, C, C);
         k_linear(kc, f->ctx, t->k2, NULL, f->B * nc, X, C);
         k_linear(vc, f->ctx, t->v2, NULL, f->B * nc, X, C);
-        if (attend_all(f, layer, 1, H, W, HW, nc, C, xf->heads, q, kc, vc, att)) return -1;
+        if (attend_all(f, layer, xf->part, 1, H, W, HW, nc, C, xf->heads, q, kc, vc, att)) return -1;
         k_linear(n, att, t->o2, t->o2_b, N, C, C);
         k_add(tok, n, (size_t)N * C);
         /* feed-forward, GEGLU */
@@ -493,7 +500,7 @@ int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int 
     const int C0 = c->block_out[0], T = u->temb_dim, nl = c->n_levels;
     if (B < 1 || H < 1 || W < 1 || n_ctx < 1) return ocd_fail("unet_forward: empty input");
     u->flops = 0;
-    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx}, *f = &fs;
+    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t}, *f = &fs;
 
     /* timestep embedding, computed in float32 like diffusers */
     float *temb = ALLOC((size_t)B * T), *sin_emb = ALLOC((size_t)B * C0), *t1 = ALLOC((size_t)B * T);

@@ -13,6 +13,7 @@
 #include "nn/weights.h"
 
 #define UNET_MAX_LEVELS 6
+enum { UNET_PART_DOWN, UNET_PART_MID, UNET_PART_UP };
 
 typedef struct {
     int in_ch, out_ch;
@@ -27,6 +28,7 @@ typedef struct {
     float eps;                        /* resnet / out GroupNorm eps, 1e-5 */
     int flip_sin_to_cos, freq_shift;
     int transformer_depth;            /* transformer blocks per attention (1) */
+    int sample_size;                  /* latent size the model was trained at (SD 1.x: 64) */
 } unet_config;
 
 int unet_config_from_json(unet_config *c, const char *json_text);
@@ -38,6 +40,7 @@ int unet_config_infer(unet_config *c, ws_source *ws);
  * writes item b's result into out [Nq, C]. */
 typedef struct {
     int layer;          /* transformer block index in call order, 0..n_attn_layers-1 */
+    int part;           /* UNET_PART_DOWN, _MID or _UP: where in the UNet the block sits */
     int is_cross;       /* 0: attn1 (self), 1: attn2 (cross) */
     int H, W;           /* token grid */
     int batch, b;       /* batch size and the item whose output is wanted */
@@ -45,6 +48,7 @@ typedef struct {
     float scale;
     const float *q, *k, *v;
     float *out;
+    int timestep;       /* the UNet call's timestep of item b (rounded) */
     float *scratch;     /* k_attention_scratch_floats(Nq, Nk * batch) floats, free to use */
 } unet_attn_call;
 

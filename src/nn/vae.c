@@ -438,6 +438,23 @@ static void op_conv_cur(run *r, const vconv *c) {
     r->C = c->co;
 }
 
+/* Upsample2D: nearest x2 then conv, fused (the x2 plane is never stored). */
+static void op_upconv(run *r, const vconv *c) {
+    k_conv_shape s = {c->ci, r->H, r->W, c->co, c->k, c->k, c->stride, c->pad_t, c->pad_b, c->pad_l, c->pad_r};
+    int ho = k_conv_up2_out_h(&s), wo = k_conv_up2_out_w(&s), dst = (r->cur + 1) % 3;
+    if (r->plan) {
+        need(&r->act_floats[dst], (size_t)c->co * ho * wo);
+        need(&r->conv_floats, k_conv2d_up2_scratch_floats(&s));
+        r->flops += 2.0 * c->co * c->ci * c->k * c->k * (double)ho * wo;
+    } else {
+        k_conv2d_up2(r->act[dst], r->act[r->cur], c->w, c->b, &s, r->conv_scr);
+    }
+    r->cur = dst;
+    r->C = c->co;
+    r->H = ho;
+    r->W = wo;
+}
+
 static void run_encoder(const vae *v, run *r, const float *image, int H, int W, float *mean, float *logvar) {
     const vae_config *c = &v->cfg;
     r->cur = 0; r->C = c->in_channels; r->H = H; r->W = W;
@@ -475,13 +492,7 @@ static void run_decoder(const vae *v, run *r, const float *z, int h, int w, floa
     for (int i = 0; i < c->n_levels; i++) {
         const vlevel *lv = &v->d_lv[i];
         for (int j = 0; j < lv->nres; j++) op_res(r, &lv->res[j], c);
-        if (lv->has_resample) {
-            int dst = (r->cur + 1) % 3;
-            if (r->plan) need(&r->act_floats[dst], (size_t)r->C * 4 * r->H * r->W);
-            else k_upsample_nearest(r->act[dst], r->act[r->cur], r->C, r->H, r->W, 2 * r->H, 2 * r->W);
-            r->cur = dst; r->H *= 2; r->W *= 2;
-            op_conv_cur(r, &lv->resample);
-        }
+        if (lv->has_resample) op_upconv(r, &lv->resample);
     }
     op_norm(r, &v->d_nout, c->eps, c->groups, r->cur, r->cur, r->H * r->W, 1);
     op_conv_cur(r, &v->d_out);

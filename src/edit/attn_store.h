@@ -1,0 +1,116 @@
+/* What FateZero's attention fusion needs from the inversion, without FateZero's memory bill
+ * (ocd-method.md 2; algorithms.md A.5).
+ *
+ * FateZero keeps every softmax map of the hooked layers (Nq <= 1024) for every step. Here an
+ * entry (inversion step k, hooked transformer block j, self|cross) is kept only if an editing
+ * step will read it, and as whichever is smaller:
+ *   QK:  the source queries of every frame [F, Nq, C] and the keys the maps were made from
+ *        (self: the key frames' keys [n_kf, Nq, C]; cross: the text keys [77, C], one context
+ *        for all frames), from which the map is recomputed as softmax(q k^T / sqrt(dh));
+ *   MAP: the probabilities themselves [F, heads, Nq, Nk_tot].
+ * in F16 (default), BF16 or F32. Entries are laid out before the inversion runs (the layer
+ * geometry follows from the UNet config), first in RAM up to `budget` bytes, the rest in a
+ * memory-mapped temporary file that is unlinked right after mmap (it disappears with the
+ * process). Recording and reading allocate nothing. */
+#ifndef OCD_EDIT_ATTN_STORE_H
+#define OCD_EDIT_ATTN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "edit/xframe.h"
+#include "nn/unet.h"
+
+typedef enum { AS_F16, AS_BF16, AS_F32 } as_dtype;
+
+#define AS_MAX_LAYERS 64
+#define AS_MAX_NQ 1024       /* hooked layers: Nq <= 32 x 32 (A.5) */
+#define AS_BLEND_LAYERS 5    /* down_cross[2:4] + up_cross[0:3] */
+
+/* One transformer block of the UNet, in call order. */
+typedef struct {
+    int layer;               /* unet_attn_call.layer */
+    int part;                /* UNET_PART_* */
+    int H, W, C, heads;
+    int hooked;              /* H*W <= 1024: stored and edited */
+    int slot;                /* index among hooked blocks (-1 if not hooked) */
+    int pos;                 /* position within its part's hooked list (FateZero's store index) */
+} as_layer;
+
+/* The UNet's transformer blocks for a latent of h x w (same rule as unet_forward's sizes). */
+int as_layer_plan(const unet_config *c, int h, int w, as_layer *layers, int max);
+
+enum { AS_NONE = 0, AS_QK = 1, AS_MAP = 2 };
+
+typedef struct {
+    int kind;                /* AS_NONE (not kept), AS_QK, AS_MAP */
+    int on_disk;
+    size_t offset;           /* bytes into the RAM block or the spill file */
+    size_t bytes;
+    int n_kf;                /* QK self: key frames kept; cross: 1 */
+    int nk_tot;              /* keys per query row of the map (self: n_kv * Nq, cross: 77) */
+} as_entry;
+
+typedef struct attn_store {
+    int F, steps, n_ctx;
+    as_dtype dtype;
+    xf_mode mode;
+    int least_sc_channel;
+    int n_layers, n_hooked;
+    as_layer layers[AS_MAX_LAYERS];
+    int hooked_layer[AS_MAX_LAYERS];      /* slot -> index into layers */
+    int blend_slot[AS_BLEND_LAYERS];      /* slots of the blend-mask layers (-1 missing) */
+    int n_blend;
+    int n_kf[AS_MAX_LAYERS];              /* per slot: key frames a QK self entry keeps */
+    int8_t kf_index[AS_MAX_LAYERS][XF_MAX_KV]; /* per slot: frame -> index among them (-1: none) */
+    as_entry *e;                          /* [steps][n_hooked][2 (0 self, 1 cross)] */
+    uint8_t *ram;                         /* RAM entries */
+    uint8_t *disk;                        /* mmap of the unlinked spill file */
+    size_t ram_bytes, disk_bytes, budget;
+    size_t n_entries, n_qk, n_map;
+    int recorded_steps;
+} attn_store;
+
+/* need_cross[k]: all cross entries of inversion step k; need_blend[k]: the blend layers' cross
+ * entries; need_self[k]: self entries (k = inversion step, 0..steps-1). force: AS_NONE = pick
+ * the smaller form, else always that form (tests). budget 0 = unlimited. */
+typedef struct {
+    const unet_config *unet;
+    int F, h, w, steps, n_ctx;
+    xf_mode mode;
+    int least_sc_channel;
+    as_dtype dtype;
+    const uint8_t *need_cross, *need_blend, *need_self;  /* [steps] */
+    size_t budget;
+    const char *spill_dir;
+    int force;
+} as_config;
+
+attn_store *attn_store_new(const as_config *c);
+void attn_store_free(attn_store *s);
+
+/* Index of the hooked slot of a UNet layer (-1: not hooked). */
+int attn_store_slot(const attn_store *s, int layer);
+const as_entry *attn_store_entry(const attn_store *s, int step, int slot, int is_cross);
+
+/* Recording during inversion step `step`, from the hook's call for item b (the clip's frame b;
+ * inversion batch = F frames). P: item b's probabilities [heads, Nq, nk_tot] (needed only for
+ * AS_MAP entries; NULL otherwise). */
+int attn_store_record(attn_store *s, int step, const unet_attn_call *call, const float *P);
+
+/* Source map of frame f: P [heads, Nq, nk_tot]. scratch: attn_store_scratch_floats(). */
+int attn_store_map(const attn_store *s, int step, int slot, int is_cross, int f, float *P, float *scratch);
+size_t attn_store_scratch_floats(const attn_store *s);
+
+/* P [heads, Nq, Nk] = softmax(q_h k_h^T * scale) per head; q [Nq, C] (row stride ldq),
+ * k [Nk, C] (ldk). */
+void as_softmax_map(const float *q, int ldq, const float *k, int ldk, int Nq, int Nk, int heads, int dh, float scale,
+                    float *P);
+
+/* Half-precision conversions (round to nearest even). */
+uint16_t as_f32_to_f16(float f);
+float as_f16_to_f32(uint16_t h);
+uint16_t as_f32_to_bf16(float f);
+float as_bf16_to_f32(uint16_t h);
+
+#endif

@@ -1,0 +1,114 @@
+/* FateZero zero-shot video editing (algorithms.md A; ocd-method.md 2 for the memory design).
+ *
+ * frames [F, 3, H, W] in [-1, 1] -> z0 = 0.18215 * VAE posterior mean (per frame) -> DDIM inversion
+ * with the source prompt (no CFG), recording what attention fusion needs (attn_store.h) -> DDIM
+ * editing with CFG (batch [uncond F frames, cond F frames], one UNet call per step) where the
+ * controller (p2p.h) edits the cond half's attention of the hooked layers (Nq <= 1024) ->
+ * VAE decode -> frames [F, 3, H, W] in [-1, 1].
+ *
+ * Two ways in: fz_edit() runs everything; the staged API (fz_new, fz_encode, fz_invert,
+ * fz_edit_latents, fz_decode) lets a caller start any stage from its own values (golden probes,
+ * several edits from one inversion). */
+#ifndef OCD_EDIT_FATEZERO_H
+#define OCD_EDIT_FATEZERO_H
+
+#include <stddef.h>
+
+#include "edit/attn_store.h"
+#include "edit/xframe.h"
+#include "nn/sd_model.h"
+
+#define FZ_MAX_WORDS 8    /* per-word cross bounds / reweight entries */
+
+enum { FZ_REPLACE_AUTO, FZ_REPLACE_REFINE, FZ_REPLACE_REPLACE };
+
+typedef struct {
+    const char *word;     /* a word of the target prompt */
+    double lo, hi;        /* cross-replace window as fractions of N+1 (A.7) */
+} fz_word_bounds;
+
+typedef struct {
+    const char *word;     /* a word of the target prompt */
+    float value;          /* attention factor (no renormalisation) */
+} fz_reweight;
+
+typedef void (*fz_progress_fn)(void *user, const char *phase /* "invert", "edit", ... */, int step, int total);
+
+typedef struct {
+    const char *source;            /* source prompt (inversion, reconstruction) */
+    const char *target;            /* editing prompt; NULL or == source: reconstruction */
+    const char *negative;          /* uncond prompt, "" (FateZero never sets one) */
+    int steps;                     /* DDIM steps for inversion and editing: 50 */
+    float cfg;                     /* guidance scale: 7.5 */
+    double cross_replace;          /* default cross-replace fraction: 0.8 (window [0, int(v*(N+1)))) */
+    fz_word_bounds cross_words[FZ_MAX_WORDS]; int n_cross_words;
+    double self_replace;           /* self-replace fraction: 0.6 (window [0, int(v*N))) */
+    const char *blend_words_src;   /* space-separated words of the source prompt, NULL = no mask */
+    const char *blend_words_tgt;   /* same for the target (latent blending only), NULL = src's */
+    float blend_th;                /* mask threshold (strict >): 0.3 */
+    fz_reweight reweight[FZ_MAX_WORDS]; int n_reweight;
+    int replace_mode;              /* FZ_REPLACE_AUTO (= refine, see fz_default_params) */
+    int latent_blend;              /* A.9, 0 */
+    int latent_blend_fix;          /* 0: FateZero's off-by-one inversion latent, 1: the same level */
+    xf_mode xframe;                /* cross-frame self-attention: XF_MID */
+    int least_sc_channel;          /* blocks with fewer channels stay per-frame: 640 */
+    size_t attn_budget;            /* RAM bytes for the attention store; beyond: spill; 0 = unlimited */
+    const char *spill_dir;         /* folder of the spill file: NULL = $TMPDIR or /tmp */
+    as_dtype store_dtype;          /* AS_F16 (default), AS_BF16 or AS_F32 */
+    int store_force;               /* AS_NONE: per entry the smaller of Q/K and maps; AS_QK / AS_MAP: always */
+    int fusion;                    /* 1: attention fusion; 0: plain inversion + regeneration */
+    fz_progress_fn progress; void *progress_user;
+} fz_params;
+
+/* FateZero defaults (A.10). FZ_REPLACE_AUTO follows the configs: refine (the configs' usual
+ * is_replace_controller: False); FZ_REPLACE_REPLACE needs equal word counts, else refine. */
+void fz_default_params(fz_params *p);
+
+typedef struct {
+    double t_encode, t_invert, t_edit, t_decode;   /* seconds */
+    int unet_calls;                                /* UNet forwards (a batched call counts once) */
+    int unet_items;                                /* UNet batch items evaluated in all */
+    size_t store_ram_bytes, store_disk_bytes;      /* attention store, after inversion */
+    size_t store_entries, store_recompute_entries; /* entries; of which kept as Q/K (recomputed) */
+    size_t peak_scratch_bytes;                     /* planned buffers of the run (excl. the model) */
+} fz_report;
+
+/* The whole edit. out [F, 3, H, W] in [-1, 1] (unclamped decoder output). H, W multiples of 8.
+ * rep may be NULL. */
+int fz_edit(sd_model *m, const float *frames /* [F,3,H,W] */, int F, int H, int W,
+            const fz_params *p, float *out /* [F,3,H,W] */, fz_report *rep);
+
+/* ---- staged API ---- */
+typedef struct fz_ctx fz_ctx;
+
+/* Plans every buffer for F frames of H x W pixels (latent H/8 x W/8); p is copied (the strings
+ * must outlive the context). */
+fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W);
+void fz_free(fz_ctx *c);
+/* z0 [F, 4, h, w] = 0.18215 * posterior mean of each frame. */
+int fz_encode(fz_ctx *c, const float *frames /* [F,3,H,W] */, float *z0 /* [F,4,h,w] */);
+/* DDIM inversion with the source prompt from z0, recording the attention store (when fusion is
+ * on). traj (may be NULL) [N+1, F, 4, h, w]: [0] = z0, [k+1] after inversion step k.
+ * zT [F, 4, h, w]. */
+int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT);
+/* Editing run from zT with `target` (NULL = p->target; the source prompt = reconstruction),
+ * using the store of the last fz_invert. traj (may be NULL) [N, F, 4, h, w] after each step;
+ * z_out [F, 4, h, w]. */
+int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj, float *z_out);
+/* frames [F, 3, H, W] = VAE.decode(z / 0.18215), unclamped. */
+int fz_decode(fz_ctx *c, const float *z /* [F,4,h,w] */, float *frames /* [F,3,H,W] */);
+
+/* Introspection for probes and tests. */
+/* Blend mask (A.8) of editing step i at an h x w layer, from the stored source cross maps:
+ * mask [F, h, w] of 0/1. Needs blend_words_src and a recorded store. */
+int fz_blend_mask(fz_ctx *c, int step, int h, int w, float *mask /* [F,h,w] */);
+/* Text embedding [77, hidden] of a prompt, as the pipeline computes it. */
+int fz_text_embedding(fz_ctx *c, const char *prompt, float *emb);
+/* The controller tables of an edit to `target` (struct p2p_tables, see p2p.h). */
+struct p2p_tables;
+const struct p2p_tables *fz_tables(fz_ctx *c, const char *target);
+const fz_report *fz_get_report(const fz_ctx *c);
+/* The ddim timesteps of the run, descending [N]. */
+const int *fz_timesteps(const fz_ctx *c);
+
+#endif
