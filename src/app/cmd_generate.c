@@ -136,12 +136,14 @@ static int write_image(const char *path, const float *img, int W, int H) {
     return rc;
 }
 
-static void summary(const char *what, const pipe_ctx *p, const ocd_progress *pr) {
-    printf("%s: %.2f s, %ld UNet calls, peak RSS %.1f MB\n", what, progress_elapsed(pr), p->unet_calls,
-           ocd_peak_rss_bytes() / 1048576.0);
+/* t_cmd: when the command started (the total includes loading the model). */
+static void summary(const char *what, const pipe_ctx *p, const ocd_progress *pr, double t_cmd) {
+    printf("%s: %.2f s total (%.2f s after loading the model), %ld UNet calls, peak RSS %.1f MB\n", what,
+           ocd_now() - t_cmd, progress_elapsed(pr), p->unet_calls, ocd_peak_rss_bytes() / 1048576.0);
 }
 
 int cmd_generate(int argc, char **argv) {
+    double t_cmd = ocd_now();
     args a;
     if (args_parse(&a, k_gen_opts, argc, argv)) return -1;
     if (args_has(&a, "--help")) {
@@ -190,7 +192,7 @@ int cmd_generate(int argc, char **argv) {
     progress_end(&pr);
     if (pipe_vae_decode(&p, lat, h, w, img) || write_image(o.out, img, W, H)) goto done;
     printf("wrote %s (%dx%d, %s %ld steps, cfg %g, seed %ld)\n", o.out, W, H, sname, o.steps, o.cfg, seed);
-    summary("generate", &p, &pr);
+    summary("generate", &p, &pr, t_cmd);
     rc = 0;
 done:
     progress_end(&pr);
@@ -211,6 +213,7 @@ static double psnr_u8(const uint8_t *a, const uint8_t *b, size_t n) {
 }
 
 int cmd_reconstruct(int argc, char **argv) {
+    double t_cmd = ocd_now();
     args a;
     if (args_parse(&a, k_rec_opts, argc, argv)) return -1;
     if (args_has(&a, "--help")) {
@@ -268,7 +271,7 @@ int cmd_reconstruct(int argc, char **argv) {
     printf("wrote %s (%dx%d from %dx%d, %ld inversion + %ld regeneration steps, cfg %g)\n", o.out, W, H, im.w, im.h,
            o.steps, o.steps, o.cfg);
     printf("PSNR vs input: %.2f dB\n", psnr_u8(ref, got, (size_t)3 * W * H));
-    summary("reconstruct", &p, &pr);
+    summary("reconstruct", &p, &pr, t_cmd);
     rc = 0;
 done:
     progress_end(&pr);

@@ -173,7 +173,7 @@ attn_store *attn_store_new(const as_config *c) {
                 e->nk_tot = x ? s->n_ctx : xf_kv_frames(s->mode, s->least_sc_channel, s->F, 0, l->C, kv) * (int)Nq;
                 /* every frame reads the same number of key frames in every mode */
                 e->n_kf = x ? 1 : s->n_kf[j];
-                const size_t qk = ((size_t)s->F * Nq + (size_t)e->n_kf * (x ? s->n_ctx : Nq)) * l->C * es;
+                const size_t qk = ((size_t)s->F * Nq + (size_t)e->n_kf * (x ? (size_t)s->n_ctx : Nq)) * l->C * es;
                 const size_t mp = (size_t)s->F * l->heads * Nq * e->nk_tot * es;
                 e->kind = c->force ? c->force : qk <= mp ? AS_QK : AS_MAP;
                 e->bytes = e->kind == AS_QK ? qk : mp;

@@ -78,6 +78,15 @@ typedef struct {
 int fz_edit(sd_model *m, const float *frames /* [F,3,H,W] */, int F, int H, int W,
             const fz_params *p, float *out /* [F,3,H,W] */, fz_report *rep);
 
+/* Fills p from a FateZero-style parameter object (a golden's spec params or a config converted
+ * to JSON): source_prompt, target_prompt, num_inference_steps, guidance_scale, p2p_config
+ * {cross_replace_steps, self_replace_steps, blend_words, blend_th, eq_params,
+ * is_replace_controller, blend_latents}, model_config {SparseCausalAttention_index,
+ * least_sc_channel}. Keys absent keep p's values. Strings point into `params` or into buf
+ * (joined word lists), which must outlive p. */
+struct json_t;
+int fz_params_from_json(fz_params *p, const struct json_t *params, char *buf, size_t cap);
+
 /* ---- staged API ---- */
 typedef struct fz_ctx fz_ctx;
 

@@ -1,5 +1,6 @@
 /* UNet2DConditionModel forward pass (diffusers semantics, fp32). */
 #include "nn/unet.h"
+#include "nn/unet_internal.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -11,7 +12,7 @@
 #include "kernels/kernels.h"
 
 #define MAX_LAYERS 8   /* resnets per block */
-#define MAX_SKIPS 64
+#define MAX_SKIPS UNET_MAX_SKIPS
 
 typedef struct {
     int cin, cout;
@@ -62,6 +63,7 @@ struct unet {
     float *no_g, *no_b;                   /* conv_norm_out [C0] */
     float *conv_out_w, *conv_out_b;       /* [out, C0, 3, 3] */
     int n_attn_layers;
+    int trunk_only;                       /* ControlNet: no up blocks, no conv_out */
     ocd_arena arena;
     double flops;
 };
@@ -248,7 +250,12 @@ static int load_xformer(xformer *x, ws_source *ws, const char *p, int C, int hea
     return 0;
 }
 
-unet *unet_new(const unet_config *c, ws_source *ws) {
+static unet *unet_build(const unet_config *c, ws_source *ws, int trunk_only);
+
+unet *unet_new(const unet_config *c, ws_source *ws) { return unet_build(c, ws, 0); }
+unet *unet_new_trunk(const unet_config *c, ws_source *ws) { return unet_build(c, ws, 1); }
+
+static unet *unet_build(const unet_config *c, ws_source *ws, int trunk_only) {
     unet *u = calloc(1, sizeof *u);
     if (!u) { ocd_fail("out of memory"); return NULL; }
     u->cfg = *c;
@@ -290,6 +297,11 @@ unet *unet_new(const unet_config *c, ws_source *ws) {
                      &layer) ||
         load_resnet(&u->mid_res[1], ws, "mid_block.resnets.1", ch, ch, T))
         goto fail;
+    u->trunk_only = trunk_only;
+    if (trunk_only) {
+        u->n_attn_layers = layer;
+        return u;
+    }
     /* Skip channels, in push order: conv_in, then each down resnet(/attn) and downsampler. */
     int skip_ch[MAX_SKIPS], n_skip = 0;
     skip_ch[n_skip++] = C0;
@@ -494,8 +506,11 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
     return 0;
 }
 
-int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
-                 const unet_attn_hook *hook, float *eps) {
+/* Time embedding, conv_in, down blocks and mid block: the trunk the UNet shares with ControlNet.
+ * `add_in` [B, C0, H, W] (may be NULL) is added after conv_in (ControlNet's condition). The
+ * features stay in the arena until the caller resets it. */
+int unet_trunk_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                       const unet_attn_hook *hook, const float *add_in, unet_feats *out) {
     const unet_config *c = &u->cfg;
     const int C0 = c->block_out[0], T = u->temb_dim, nl = c->n_levels;
     if (B < 1 || H < 1 || W < 1 || n_ctx < 1) return ocd_fail("unet_forward: empty input");
@@ -504,7 +519,7 @@ int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int 
 
     /* timestep embedding, computed in float32 like diffusers */
     float *temb = ALLOC((size_t)B * T), *sin_emb = ALLOC((size_t)B * C0), *t1 = ALLOC((size_t)B * T);
-    if (!temb || !sin_emb || !t1) goto fail;
+    if (!temb || !sin_emb || !t1) return -1;
     const int half = C0 / 2;
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < half; i++) {
@@ -519,56 +534,85 @@ int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int 
     k_silu(t1, (size_t)B * T);
     k_linear(temb, t1, u->t2_w, u->t2_b, B, T, T);
     k_silu(temb, (size_t)B * T); /* resnets use SiLU(temb) */
+    u->flops += 2.0 * B * (C0 * T + T * T);
     fs.temb_act = temb;
+    out->temb_act = temb;
 
     /* down path; skips kept in the arena */
-    float *skip[MAX_SKIPS];
-    int skip_c[MAX_SKIPS], skip_h[MAX_SKIPS], skip_w[MAX_SKIPS], ns = 0;
+    int ns = 0;
     int h = H, w = W, ch = C0;
     float *cur = ALLOC((size_t)B * C0 * h * w);
-    if (!cur || conv_batch(f, cur, x, u->conv_in_w, u->conv_in_b, c->in_ch, h, w, C0, 3, 1, 1)) goto fail;
-    skip[ns] = cur, skip_c[ns] = ch, skip_h[ns] = h, skip_w[ns++] = w;
+    if (!cur || conv_batch(f, cur, x, u->conv_in_w, u->conv_in_b, c->in_ch, h, w, C0, 3, 1, 1)) return -1;
+    if (add_in) k_add(cur, add_in, (size_t)B * C0 * h * w);
+#define PUSH(p) (out->x[ns] = (p), out->c[ns] = ch, out->h[ns] = h, out->w[ns++] = w)
+    PUSH(cur);
     for (int i = 0; i < nl; i++) {
         const block *bl = &u->down[i];
         for (int j = 0; j < bl->n_res; j++) {
             float *nx = ALLOC((size_t)B * bl->cout * h * w);
-            if (!nx || resnet_fwd(f, &bl->res[j], cur, h, w, nx)) goto fail;
+            if (!nx || resnet_fwd(f, &bl->res[j], cur, h, w, nx)) return -1;
             cur = nx;
             ch = bl->cout;
             if (bl->has_attn) {
                 float *ax = ALLOC((size_t)B * ch * h * w);
-                if (!ax || xformer_fwd(f, &bl->attn[j], cur, h, w, ax)) goto fail;
+                if (!ax || xformer_fwd(f, &bl->attn[j], cur, h, w, ax)) return -1;
                 cur = ax;
             }
-            skip[ns] = cur, skip_c[ns] = ch, skip_h[ns] = h, skip_w[ns++] = w;
+            PUSH(cur);
         }
         if (bl->has_sample) {
             int h2 = (h - 1) / 2 + 1, w2 = (w - 1) / 2 + 1;
             float *dx = ALLOC((size_t)B * ch * h2 * w2);
-            if (!dx || conv_batch(f, dx, cur, bl->s_w, bl->s_b, ch, h, w, ch, 3, 2, 1)) goto fail;
+            if (!dx || conv_batch(f, dx, cur, bl->s_w, bl->s_b, ch, h, w, ch, 3, 2, 1)) return -1;
             cur = dx, h = h2, w = w2;
-            skip[ns] = cur, skip_c[ns] = ch, skip_h[ns] = h, skip_w[ns++] = w;
+            PUSH(cur);
         }
     }
+#undef PUSH
+    out->n = ns;
     /* mid */
-    {
-        float *a = ALLOC((size_t)B * ch * h * w), *b2 = ALLOC((size_t)B * ch * h * w), *c2 = ALLOC((size_t)B * ch * h * w);
-        if (!a || !b2 || !c2 || resnet_fwd(f, &u->mid_res[0], cur, h, w, a) || xformer_fwd(f, &u->mid_attn, a, h, w, b2) ||
-            resnet_fwd(f, &u->mid_res[1], b2, h, w, c2))
-            goto fail;
-        cur = c2;
+    float *a = ALLOC((size_t)B * ch * h * w), *b2 = ALLOC((size_t)B * ch * h * w), *c2 = ALLOC((size_t)B * ch * h * w);
+    if (!a || !b2 || !c2 || resnet_fwd(f, &u->mid_res[0], cur, h, w, a) || xformer_fwd(f, &u->mid_attn, a, h, w, b2) ||
+        resnet_fwd(f, &u->mid_res[1], b2, h, w, c2))
+        return -1;
+    out->mid = c2;
+    out->mid_c = ch, out->mid_h = h, out->mid_w = w;
+    return 0;
+}
+
+void unet_release(unet *u) { arena_reset(&u->arena); }
+
+int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                 const unet_attn_hook *hook, float *eps) {
+    return unet_forward_res(u, x, t, ctx, n_ctx, B, H, W, hook, NULL, eps);
+}
+
+int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                     const unet_attn_hook *hook, const unet_residuals *res, float *eps) {
+    const unet_config *c = &u->cfg;
+    const int nl = c->n_levels;
+    if (u->trunk_only) return ocd_fail("unet_forward: this network is a ControlNet trunk");
+    unet_feats ft;
+    if (unet_trunk_forward(u, x, t, ctx, n_ctx, B, H, W, hook, NULL, &ft)) goto fail;
+    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t, .temb_act = ft.temb_act}, *f = &fs;
+    int ns = ft.n, h = ft.mid_h, w = ft.mid_w, ch = ft.mid_c;
+    float *cur = ft.mid;
+    if (res) { /* ControlNet residuals: added to every skip and to the mid block's output */
+        if (res->n_down != ns) { ocd_fail("unet_forward: %d residuals for %d skip connections", res->n_down, ns); goto fail; }
+        for (int i = 0; i < ns; i++) k_add(ft.x[i], res->down[i], (size_t)B * ft.c[i] * ft.h[i] * ft.w[i]);
+        k_add(cur, res->mid, (size_t)B * ch * h * w);
     }
     /* up path */
     for (int i = 0; i < nl; i++) {
         const block *bl = &u->up[i];
         for (int j = 0; j < bl->n_res; j++) {
             --ns;
-            const int sc = skip_c[ns], HW = h * w;
+            const int sc = ft.c[ns], HW = h * w;
             float *cat = ALLOC((size_t)B * (ch + sc) * HW); /* [B, ch + sc, h, w] = cat([cur, skip]) */
             if (!cat) goto fail;
             for (int b = 0; b < B; b++) {
                 memcpy(cat + (size_t)b * (ch + sc) * HW, cur + (size_t)b * ch * HW, sizeof(float) * ch * HW);
-                memcpy(cat + (size_t)b * (ch + sc) * HW + (size_t)ch * HW, skip[ns] + (size_t)b * sc * HW,
+                memcpy(cat + (size_t)b * (ch + sc) * HW + (size_t)ch * HW, ft.x[ns] + (size_t)b * sc * HW,
                        sizeof(float) * sc * HW);
             }
             float *nx = ALLOC((size_t)B * bl->cout * HW);
@@ -583,7 +627,7 @@ int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int 
         }
         if (bl->has_sample) {
             /* nearest upsampling to the next skip's size (x2 when sizes divide) */
-            const int h2 = skip_h[ns - 1], w2 = skip_w[ns - 1];
+            const int h2 = ft.h[ns - 1], w2 = ft.w[ns - 1];
             float *ux = ALLOC((size_t)B * ch * h2 * w2), *cx = ALLOC((size_t)B * ch * h2 * w2);
             if (!ux || !cx) goto fail;
             for (int b = 0; b < B; b++)
@@ -601,7 +645,6 @@ int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int 
                          c->eps, 1);
         if (conv_batch(f, eps, nrm, u->conv_out_w, u->conv_out_b, ch, h, w, c->out_ch, 3, 1, 1)) goto fail;
     }
-    u->flops += 2.0 * B * (C0 * T + T * T);
     return arena_reset(&u->arena);
 fail:
     arena_reset(&u->arena);

@@ -74,6 +74,17 @@ int unet_n_attn_layers(const unet *u);
  * size; later calls at that size allocate nothing). Not thread-safe per unet. */
 int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                  const unet_attn_hook *hook, float *eps);
+/* ControlNet residuals, added to every skip connection (in push order: conv_in, then each
+ * down resnet/attention and downsampler) and to the mid block's output. Each [B, c, h, w]. */
+#define UNET_MAX_SKIPS 64
+typedef struct {
+    const float *down[UNET_MAX_SKIPS];
+    int n_down;
+    const float *mid;
+} unet_residuals;
+int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                     const unet_attn_hook *hook, const unet_residuals *res, float *eps);
+
 /* FLOPs of the last forward (2 x multiply-adds of convs, linears and attention). */
 double unet_last_flops(const unet *u);
 size_t unet_arena_bytes(const unet *u);

@@ -1,0 +1,623 @@
+/* FateZero pipeline: encode, DDIM inversion recording the attention store, editing with CFG and
+ * attention fusion, decode (algorithms.md A; fixtures README "FateZero end to end"). */
+#include "edit/fatezero.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/util.h"
+#include "diffusion/sampler.h"
+#include "diffusion/schedule.h"
+#include "edit/p2p.h"
+#include "kernels/kernels.h"
+
+#define FZ_MAX_RES 8   /* distinct token grids among the hooked layers */
+
+enum { PH_NONE, PH_INVERT, PH_EDIT };
+
+struct fz_ctx {
+    sd_model *m;
+    fz_params p;
+    int F, H, W, h, w, N, lc, hidden, n_ctx;
+    size_t lat;                    /* floats of one frame's latent: lc * h * w */
+    ocd_schedule sched;
+    int ts[OCD_MAX_STEPS];         /* DDIM timesteps, descending [N] */
+    int n_layers;
+    as_layer layers[AS_MAX_LAYERS];
+    attn_store *store;
+    p2p_tables *tab;               /* tables of the running edit */
+    p2p_config pc;
+    /* planned buffers */
+    float *emb;                    /* [2F, n_ctx, hidden]: batch contexts */
+    float *src_emb, *unc_emb, *tgt_emb; /* [n_ctx, hidden] */
+    float *tvec;                   /* [2F] */
+    float *xin, *eps, *z, *eps_g;  /* [2F * lat], [2F * lat], [F * lat], [F * lat] */
+    float *P, *S;                  /* [heads * Nq * nk] of the largest hooked layer */
+    float *kbuf, *vbuf;            /* cross-frame K/V gathers */
+    float *store_scratch;
+    float *bmaps;                  /* [AS_BLEND_LAYERS, heads * Nq0 * 77] blend-layer source maps of one frame */
+    float *bscore;                 /* [F, Nq0] */
+    float *mask_scratch;           /* [F * (Nq0 + max grid)] */
+    int n_res, res_h[FZ_MAX_RES], res_w[FZ_MAX_RES];
+    float *res_mask[FZ_MAX_RES];   /* [F, h, w] of the current step */
+    int slot_res[AS_MAX_LAYERS];   /* hooked slot -> resolution index */
+    int h0, w0, blend_heads;       /* blend layers' grid and heads */
+    /* latent blending (A.9) */
+    float *inv_traj;               /* [N+1, F * lat] */
+    float *lb_sum;                 /* [F, Nq0] running target score */
+    float *lb_mask, *lb_mask2;     /* [F, h, w] */
+    uint8_t *need_cross, *need_blend, *need_self; /* [N] */
+    /* run state */
+    int phase, step;
+    fz_report rep;
+};
+
+void fz_default_params(fz_params *p) {
+    memset(p, 0, sizeof *p);
+    p->negative = "";
+    p->steps = 50;
+    p->cfg = 7.5f;
+    p->cross_replace = 0.8;
+    p->self_replace = 0.6;
+    p->blend_th = 0.3f;
+    p->replace_mode = FZ_REPLACE_AUTO;
+    p->xframe = XF_MID;
+    p->least_sc_channel = 640;
+    p->store_dtype = AS_F16;
+    p->fusion = 1;
+}
+
+/* ------------------------------------------------------------ attention hook */
+
+static int has_blend(const fz_ctx *c) { return c->p.blend_words_src && *c->p.blend_words_src; }
+
+/* out [Nq, C] = P [heads, Nq, Nk] . V [Nk, C] per head */
+static void apply_v(float *out, const float *P, const float *v, int Nq, int Nk, int heads, int dh, int C) {
+    for (int h = 0; h < heads; h++)
+        k_gemm(0, 0, Nq, dh, Nk, 1.0f, P + (size_t)h * Nq * Nk, Nk, v + h * dh, C, 0.0f, out + h * dh, C);
+}
+
+static int is_blend_slot(const attn_store *s, int slot) {
+    for (int i = 0; i < s->n_blend; i++)
+        if (s->blend_slot[i] == slot) return 1;
+    return 0;
+}
+
+static int fz_attend(void *user, const unet_attn_call *call) {
+    fz_ctx *c = user;
+    if (call->layer < 0 || call->layer >= c->n_layers) return ocd_fail("fatezero: unexpected attention layer %d", call->layer);
+    const as_layer *L = &c->layers[call->layer];
+    const int F = c->F, f = call->b % F, branch = call->b / F;
+    const float *k = call->k + (size_t)call->b * call->Nk * call->C, *v = call->v + (size_t)call->b * call->Nk * call->C;
+    int nkv = 1;
+    if (!call->is_cross) {
+        nkv = xf_gather_kv(call, c->p.xframe, c->p.least_sc_channel, F, c->kbuf, c->vbuf, &k, &v);
+        if (nkv < 0) return -1;
+    }
+    const int Nk = nkv * call->Nk, Nq = call->Nq, C = call->C, heads = call->heads, dh = call->dh;
+    const float *q = call->q + (size_t)call->b * Nq * C;
+    int explicit_map = 0, edit = 0, lb = 0;
+    const as_entry *e = NULL;
+    if (L->hooked && c->store) {
+        if (c->phase == PH_INVERT) {
+            e = attn_store_entry(c->store, c->step, L->slot, call->is_cross);
+            explicit_map = e && e->kind == AS_MAP;
+        } else if (c->phase == PH_EDIT && branch == call->batch / F - 1) { /* the cond half only */
+            const int i = c->step;
+            edit = call->is_cross ? c->tab->cross_active[i] : p2p_self_active(c->tab, i);
+            lb = c->p.latent_blend && call->is_cross && is_blend_slot(c->store, L->slot);
+            explicit_map = edit || lb;
+        }
+    }
+    if (!explicit_map) {
+        k_attention(call->out, C, q, C, k, C, v, C, Nq, Nk, heads, dh, call->scale, 0, call->scratch);
+        if (e && attn_store_record(c->store, c->step, call, NULL)) return -1;
+        return 0;
+    }
+    /* hooked layer, maps materialised for this one item: [heads, Nq, Nk] */
+    float *P = c->P;
+    as_softmax_map(q, C, k, C, Nq, Nk, heads, dh, call->scale, P);
+    if (c->phase == PH_INVERT) {
+        if (attn_store_record(c->store, c->step, call, P)) return -1;
+    } else {
+        const int i = c->step;
+        if (lb) { /* running sum of the edit's own cond cross maps (before replacement), target words */
+            const float *mp[1] = {P};
+            p2p_blend_score(mp, 1, heads, Nq, c->tab->blend_alpha[1], c->lb_sum + (size_t)f * Nq, 1);
+        }
+        if (edit) {
+            if (attn_store_map(c->store, c->N - 1 - i, L->slot, call->is_cross, f, c->S, c->store_scratch)) return -1;
+            if (call->is_cross) p2p_cross_edit(c->tab, i, c->S, P, heads, Nq);
+            else {
+                const float *M = NULL;
+                if (c->tab->has_blend) {
+                    const int r = c->slot_res[L->slot];
+                    M = c->res_mask[r] + (size_t)f * Nq;
+                }
+                p2p_self_blend(M, c->S, P, heads, Nq, Nk);
+            }
+        }
+    }
+    apply_v(call->out, P, v, Nq, Nk, heads, dh, C);
+    return 0;
+}
+
+/* ------------------------------------------------------------ blend masks */
+
+/* bscore [F, Nq0] = source blend-word score of inversion step k (A.8), words `alpha`. */
+static int blend_score(fz_ctx *c, int k, const float *alpha) {
+    const attn_store *s = c->store;
+    const size_t per = (size_t)c->blend_heads * c->h0 * c->w0 * P2P_T;
+    const float *mp[AS_BLEND_LAYERS];
+    for (int f = 0; f < c->F; f++) {
+        for (int l = 0; l < s->n_blend; l++) {
+            if (attn_store_map(s, k, s->blend_slot[l], 1, f, c->bmaps + l * per, c->store_scratch)) return -1;
+            mp[l] = c->bmaps + l * per;
+        }
+        p2p_blend_score(mp, s->n_blend, c->blend_heads, c->h0 * c->w0, alpha, c->bscore + (size_t)f * c->h0 * c->w0, 0);
+    }
+    return 0;
+}
+
+/* The self-attention masks of editing step i at every hooked resolution. */
+static int step_masks(fz_ctx *c, int i) {
+    if (blend_score(c, c->N - 1 - i, c->tab->blend_alpha[0])) return -1;
+    for (int r = 0; r < c->n_res; r++)
+        p2p_blend_mask(c->bscore, c->F, c->h0, c->w0, c->res_h[r], c->res_w[r], c->tab->blend_th, c->res_mask[r],
+                       c->mask_scratch);
+    return 0;
+}
+
+int fz_blend_mask(fz_ctx *c, int step, int h, int w, float *mask) {
+    if (!c->store || !has_blend(c)) return ocd_fail("fz_blend_mask: no blend words or no recorded inversion");
+    if (step < 0 || step >= c->N) return ocd_fail("fz_blend_mask: step %d out of range", step);
+    if (h > c->h || w > c->w) return ocd_fail("fz_blend_mask: grid %dx%d larger than the latent", h, w);
+    if (!c->tab->has_blend && !fz_tables(c, c->p.target)) return -1;
+    const as_entry *e = attn_store_entry(c->store, c->N - 1 - step, c->store->blend_slot[0], 1);
+    if (!e) return ocd_fail("fz_blend_mask: editing step %d uses no blend mask (not stored)", step);
+    if (blend_score(c, c->N - 1 - step, c->tab->blend_alpha[0])) return -1;
+    p2p_blend_mask(c->bscore, c->F, c->h0, c->w0, h, w, c->tab->blend_th, mask, c->mask_scratch);
+    return 0;
+}
+
+/* ------------------------------------------------------------ context */
+
+static void progress(const fz_ctx *c, const char *phase, int step, int total) {
+    if (c->p.progress) c->p.progress(c->p.progress_user, phase, step, total);
+}
+
+static void fill_p2p_config(fz_ctx *c) {
+    p2p_config *pc = &c->pc;
+    memset(pc, 0, sizeof *pc);
+    pc->steps = c->N;
+    pc->cross_lo = 0.0, pc->cross_hi = c->p.cross_replace;
+    pc->n_cross_words = c->p.n_cross_words;
+    for (int k = 0; k < c->p.n_cross_words; k++) {
+        pc->cross_word[k] = c->p.cross_words[k].word;
+        pc->cross_word_lo[k] = c->p.cross_words[k].lo;
+        pc->cross_word_hi[k] = c->p.cross_words[k].hi;
+    }
+    pc->self_lo = 0.0, pc->self_hi = c->p.self_replace;
+    pc->replace_mode = c->p.replace_mode == FZ_REPLACE_REPLACE ? 2 : 1;
+    pc->n_reweight = c->p.n_reweight;
+    for (int k = 0; k < c->p.n_reweight; k++)
+        pc->reweight_word[k] = c->p.reweight[k].word, pc->reweight_value[k] = c->p.reweight[k].value;
+    pc->blend_words_src = c->p.blend_words_src;
+    pc->blend_words_tgt = c->p.blend_words_tgt;
+    pc->blend_th = c->p.blend_th;
+}
+
+/* Latent-blend window (A.9): after editing step i, counter i+1 strictly inside (int(0.2N), int(0.8N)). */
+static int lb_active(const fz_ctx *c, int i) {
+    const int cnt = i + 1;
+    return c->p.latent_blend && cnt > (int)(0.2 * c->N) && cnt < (int)(0.8 * c->N);
+}
+
+fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
+    if (!m || !p || !m->unet || !m->vae || !m->text || !m->tok) { ocd_fail("fatezero: the model needs a UNet, a VAE and a text encoder"); return NULL; }
+    if (F < 1 || H < 8 || W < 8) { ocd_fail("fatezero: bad clip size %d x %dx%d", F, H, W); return NULL; }
+    if (p->steps < 1 || p->steps > OCD_MAX_STEPS || p->steps > P2P_MAX_STEPS) { ocd_fail("fatezero: steps %d out of range", p->steps); return NULL; }
+    if (!p->source) { ocd_fail("fatezero: no source prompt"); return NULL; }
+    if (p->n_cross_words > FZ_MAX_WORDS || p->n_reweight > FZ_MAX_WORDS || p->n_cross_words < 0 || p->n_reweight < 0) { ocd_fail("fatezero: too many per-word settings"); return NULL; }
+    const int f = vae_downscale(vae_get_config(m->vae));
+    if (H % f || W % f) { ocd_fail("fatezero: frame size %dx%d is not a multiple of %d", W, H, f); return NULL; }
+    if (p->xframe == XF_ALL && F > XF_MAX_KV) { ocd_fail("fatezero: mode all supports at most %d frames", XF_MAX_KV); return NULL; }
+    fz_ctx *c = ocd_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->m = m, c->p = *p, c->F = F, c->H = H, c->W = W, c->h = H / f, c->w = W / f, c->N = p->steps;
+    if (!c->p.negative) c->p.negative = "";
+    const unet_config *uc = unet_get_config(m->unet);
+    c->lc = uc->in_ch;
+    c->lat = (size_t)c->lc * c->h * c->w;
+    c->hidden = m->clip_cfg.hidden, c->n_ctx = m->clip_cfg.n_pos;
+    if (uc->cross_dim != c->hidden) { ocd_fail("fatezero: text width %d != UNet cross_dim %d", c->hidden, uc->cross_dim); goto fail; }
+    /* schedule: the model's scheduler config when it has one */
+    ocd_sched_config sc;
+    sched_config_default(&sc);
+    if (m->files.scheduler_config) {
+        json_error_t err;
+        json_t *j = json_loads(m->files.scheduler_config, 0, &err);
+        if (!j) { ocd_fail("scheduler config: %s", err.text); goto fail; }
+        int rc = sched_config_from_json(&sc, j);
+        json_decref(j);
+        if (rc) goto fail;
+    }
+    if (sched_init(&c->sched, &sc)) goto fail;
+    int32_t ts[OCD_MAX_STEPS];
+    if (sched_ddim_timesteps(&c->sched, c->N, ts)) goto fail;
+    for (int i = 0; i < c->N; i++) c->ts[i] = ts[i];
+    /* layers */
+    c->n_layers = as_layer_plan(uc, c->h, c->w, c->layers, AS_MAX_LAYERS);
+    if (c->n_layers < 0) goto fail;
+    if (c->n_layers != unet_n_attn_layers(m->unet)) { ocd_fail("fatezero: planned %d attention layers, UNet has %d", c->n_layers, unet_n_attn_layers(m->unet)); goto fail; }
+    size_t pmax = 1, kvmax = 0, qk_max = 0;
+    const int kvf = xf_max_kv(c->p.xframe, F);
+    for (int i = 0; i < c->n_layers; i++) {
+        const as_layer *l = &c->layers[i];
+        const size_t Nq = (size_t)l->H * l->W;
+        if (Nq * l->C > kvmax) kvmax = Nq * l->C;
+        if (!l->hooked) continue;
+        size_t nk = (size_t)kvf * Nq;
+        if (nk < (size_t)c->n_ctx) nk = c->n_ctx;
+        if ((size_t)l->heads * Nq * nk > pmax) pmax = (size_t)l->heads * Nq * nk;
+        if ((Nq + nk) * l->C > qk_max) qk_max = (Nq + nk) * l->C;
+        int r = 0;
+        while (r < c->n_res && (c->res_h[r] != l->H || c->res_w[r] != l->W)) r++;
+        if (r == c->n_res) {
+            if (r == FZ_MAX_RES) { ocd_fail("fatezero: too many hooked resolutions"); goto fail; }
+            c->res_h[r] = l->H, c->res_w[r] = l->W, c->n_res++;
+        }
+        c->slot_res[l->slot] = r;
+    }
+    const size_t xb = xf_buffer_floats(c->p.xframe, F, kvmax);
+    c->tab = ocd_calloc(1, sizeof *c->tab);
+    c->emb = ocd_malloc(sizeof(float) * 2 * F * c->n_ctx * c->hidden);
+    c->src_emb = ocd_malloc(sizeof(float) * 3 * c->n_ctx * c->hidden);
+    c->tvec = ocd_malloc(sizeof(float) * 2 * F);
+    c->xin = ocd_malloc(sizeof(float) * 2 * F * c->lat);
+    c->eps = ocd_malloc(sizeof(float) * 2 * F * c->lat);
+    c->z = ocd_malloc(sizeof(float) * F * c->lat);
+    c->eps_g = ocd_malloc(sizeof(float) * F * c->lat);
+    c->need_cross = ocd_calloc(c->N, 3);
+    if (!c->tab || !c->emb || !c->src_emb || !c->tvec || !c->xin || !c->eps || !c->z || !c->eps_g || !c->need_cross) goto fail;
+    c->unc_emb = c->src_emb + (size_t)c->n_ctx * c->hidden;
+    c->tgt_emb = c->unc_emb + (size_t)c->n_ctx * c->hidden;
+    c->need_blend = c->need_cross + c->N, c->need_self = c->need_blend + c->N;
+    if (xb && (!(c->kbuf = ocd_malloc(sizeof(float) * xb)) || !(c->vbuf = ocd_malloc(sizeof(float) * xb)))) goto fail;
+    if (c->p.fusion) {
+        if (!(c->P = ocd_malloc(sizeof(float) * pmax)) || !(c->S = ocd_malloc(sizeof(float) * pmax)) ||
+            !(c->store_scratch = ocd_malloc(sizeof(float) * (qk_max > 1 ? qk_max : 1))))
+            goto fail;
+        /* which inversion steps k are read: editing step i = N-1-k */
+        fill_p2p_config(c);
+        const int rows = c->N + 1;
+        for (int k = 0; k < c->N; k++) {
+            const int i = c->N - 1 - k;
+            int cross = i < (int)(c->p.cross_replace * rows);
+            for (int w = 0; w < c->p.n_cross_words; w++)
+                cross |= i >= (int)(c->p.cross_words[w].lo * rows) && i < (int)(c->p.cross_words[w].hi * rows);
+            const int self = i < (int)(c->N * c->p.self_replace);
+            c->need_cross[k] = (uint8_t)cross;
+            c->need_self[k] = (uint8_t)self;
+            c->need_blend[k] = (uint8_t)(has_blend(c) && (self || lb_active(c, i)));
+        }
+    }
+    c->rep = (fz_report){0};
+    return c;
+fail:
+    fz_free(c);
+    return NULL;
+}
+
+/* Buffers that depend on the store (blend layers' grid). */
+static int plan_blend(fz_ctx *c) {
+    const attn_store *s = c->store;
+    if (!has_blend(c) || c->bmaps) return 0;
+    if (s->n_blend < 1) return ocd_fail("fatezero: blend words need the UNet's down_cross[2:4] / up_cross[0:3] layers");
+    const as_layer *l0 = &s->layers[s->hooked_layer[s->blend_slot[0]]];
+    for (int i = 1; i < s->n_blend; i++) {
+        const as_layer *l = &s->layers[s->hooked_layer[s->blend_slot[i]]];
+        if (l->H != l0->H || l->W != l0->W || l->heads != l0->heads)
+            return ocd_fail("fatezero: the blend-mask layers differ in size (%dx%d vs %dx%d)", l->H, l->W, l0->H, l0->W);
+    }
+    c->h0 = l0->H, c->w0 = l0->W, c->blend_heads = l0->heads;
+    const size_t Nq0 = (size_t)c->h0 * c->w0, big = (size_t)c->h * c->w;
+    if (!(c->bmaps = ocd_malloc(sizeof(float) * AS_BLEND_LAYERS * c->blend_heads * Nq0 * P2P_T)) ||
+        !(c->bscore = ocd_malloc(sizeof(float) * c->F * Nq0)) ||
+        !(c->mask_scratch = ocd_malloc(sizeof(float) * c->F * (Nq0 + big))))
+        return -1;
+    for (int r = 0; r < c->n_res; r++)
+        if (!(c->res_mask[r] = ocd_malloc(sizeof(float) * c->F * c->res_h[r] * c->res_w[r]))) return -1;
+    if (c->p.latent_blend &&
+        (!(c->lb_sum = ocd_malloc(sizeof(float) * c->F * Nq0)) || !(c->lb_mask = ocd_malloc(sizeof(float) * c->F * big)) ||
+         !(c->lb_mask2 = ocd_malloc(sizeof(float) * c->F * big))))
+        return -1;
+    return 0;
+}
+
+void fz_free(fz_ctx *c) {
+    if (!c) return;
+    attn_store_free(c->store);
+    sched_free(&c->sched);
+    free(c->tab); free(c->emb); free(c->src_emb); free(c->tvec); free(c->xin); free(c->eps); free(c->z); free(c->eps_g);
+    free(c->P); free(c->S); free(c->kbuf); free(c->vbuf); free(c->store_scratch);
+    free(c->bmaps); free(c->bscore); free(c->mask_scratch);
+    for (int r = 0; r < FZ_MAX_RES; r++) free(c->res_mask[r]);
+    free(c->inv_traj); free(c->lb_sum); free(c->lb_mask); free(c->lb_mask2);
+    free(c->need_cross);
+    free(c);
+}
+
+const fz_report *fz_get_report(const fz_ctx *c) { return &c->rep; }
+const int *fz_timesteps(const fz_ctx *c) { return c->ts; }
+
+int fz_text_embedding(fz_ctx *c, const char *prompt, float *emb) {
+    if (sd_model_encode_prompt(c->m, prompt ? prompt : "", emb)) return ocd_fail_context("text encoder");
+    return 0;
+}
+
+const struct p2p_tables *fz_tables(fz_ctx *c, const char *target) {
+    fill_p2p_config(c);
+    if (p2p_build(c->tab, c->m->tok, c->p.source, target ? target : c->p.source, &c->pc)) return NULL;
+    return c->tab;
+}
+
+/* ------------------------------------------------------------ stages */
+
+int fz_encode(fz_ctx *c, const float *frames, float *z0) {
+    double t0 = ocd_now();
+    const vae_config *vc = vae_get_config(c->m->vae);
+    const size_t img = (size_t)3 * c->H * c->W;
+    float *logvar = c->eps; /* [lat] scratch */
+    for (int f = 0; f < c->F; f++) {
+        float *zf = z0 + (size_t)f * c->lat;
+        if (vae_encode(c->m->vae, frames + f * img, c->H, c->W, zf, logvar)) return ocd_fail_context("VAE encode, frame %d", f);
+        for (size_t i = 0; i < c->lat; i++) zf[i] *= vc->scaling_factor;
+        progress(c, "encode", f + 1, c->F);
+    }
+    c->rep.t_encode += ocd_now() - t0;
+    return 0;
+}
+
+int fz_decode(fz_ctx *c, const float *z, float *frames) {
+    double t0 = ocd_now();
+    const vae_config *vc = vae_get_config(c->m->vae);
+    const size_t img = (size_t)3 * c->H * c->W;
+    for (int f = 0; f < c->F; f++) {
+        float *zs = c->z;
+        for (size_t i = 0; i < c->lat; i++) zs[i] = z[(size_t)f * c->lat + i] / vc->scaling_factor;
+        if (vae_decode(c->m->vae, zs, c->h, c->w, frames + f * img)) return ocd_fail_context("VAE decode, frame %d", f);
+        progress(c, "decode", f + 1, c->F);
+    }
+    c->rep.t_decode += ocd_now() - t0;
+    return 0;
+}
+
+static void set_batch_ctx(fz_ctx *c, int nb, const float *const *embs) {
+    const size_t E = (size_t)c->n_ctx * c->hidden;
+    for (int b = 0; b < nb; b++)
+        for (int f = 0; f < c->F; f++) memcpy(c->emb + ((size_t)b * c->F + f) * E, embs[b], E * sizeof(float));
+}
+
+int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
+    double t0 = ocd_now();
+    const int F = c->F, N = c->N;
+    const size_t n = (size_t)F * c->lat;
+    attn_store_free(c->store);
+    c->store = NULL;
+    if (c->p.fusion) {
+        as_config ac = {.unet = unet_get_config(c->m->unet), .F = F, .h = c->h, .w = c->w, .steps = N, .n_ctx = c->n_ctx,
+                        .mode = c->p.xframe, .least_sc_channel = c->p.least_sc_channel, .dtype = c->p.store_dtype,
+                        .need_cross = c->need_cross, .need_blend = c->need_blend, .need_self = c->need_self,
+                        .budget = c->p.attn_budget, .spill_dir = c->p.spill_dir, .force = c->p.store_force};
+        if (!(c->store = attn_store_new(&ac)) || plan_blend(c)) return -1;
+        c->rep.store_ram_bytes = c->store->ram_bytes, c->rep.store_disk_bytes = c->store->disk_bytes;
+        c->rep.store_entries = c->store->n_entries, c->rep.store_recompute_entries = c->store->n_qk;
+        if (c->p.latent_blend && !c->inv_traj && !(c->inv_traj = ocd_malloc(sizeof(float) * (N + 1) * n))) return -1;
+    }
+    if (fz_text_embedding(c, c->p.source, c->src_emb)) return -1;
+    set_batch_ctx(c, 1, (const float *const[]){c->src_emb});
+    unet_attn_hook hook = {.attend = fz_attend, .user = c, .kv_frames_max = xf_max_kv(c->p.xframe, F)};
+    float *z = c->xin;
+    memcpy(z, z0, n * sizeof(float));
+    if (traj) memcpy(traj, z0, n * sizeof(float));
+    if (c->inv_traj) memcpy(c->inv_traj, z0, n * sizeof(float));
+    c->phase = PH_INVERT;
+    for (int k = 0; k < N; k++) {
+        const int t = c->ts[N - 1 - k];
+        for (int b = 0; b < F; b++) c->tvec[b] = (float)t;
+        c->step = k;
+        if (unet_forward(c->m->unet, z, c->tvec, c->emb, c->n_ctx, F, c->h, c->w, &hook, c->eps)) {
+            c->phase = PH_NONE;
+            return ocd_fail_context("inversion step %d", k);
+        }
+        c->rep.unet_calls++, c->rep.unet_items += F;
+        ddim_invert_step(&c->sched, N, t, z, c->eps, z, NULL, n);
+        if (traj) memcpy(traj + (size_t)(k + 1) * n, z, n * sizeof(float));
+        if (c->inv_traj) memcpy(c->inv_traj + (size_t)(k + 1) * n, z, n * sizeof(float));
+        progress(c, "invert", k + 1, N);
+    }
+    c->phase = PH_NONE;
+    if (c->store) c->store->recorded_steps = N;
+    memcpy(zT, z, n * sizeof(float));
+    c->rep.t_invert += ocd_now() - t0;
+    return 0;
+}
+
+/* A.9 after editing step i: z := z_inv + M (z - z_inv), M = M_src | M_tgt at latent size. */
+static int latent_blend(fz_ctx *c, int i, float *z) {
+    const int F = c->F, N = c->N, hw = c->h * c->w;
+    if (blend_score(c, N - 1 - i, c->tab->blend_alpha[0])) return -1;
+    p2p_blend_mask(c->bscore, F, c->h0, c->w0, c->h, c->w, c->tab->blend_th, c->lb_mask, c->mask_scratch);
+    p2p_blend_mask(c->lb_sum, F, c->h0, c->w0, c->h, c->w, c->tab->blend_th, c->lb_mask2, c->mask_scratch);
+    /* FateZero takes latents_store[N-1-i], the inversion latent after inversion step N-1-i, which is
+     * at level timesteps[i] while z (after editing step i) is at level timesteps[i+1]: one level
+     * noisier. latent_blend_fix = 1 uses the same level (inversion trajectory index N-1-i). */
+    const int idx = c->p.latent_blend_fix ? N - 1 - i : N - i;
+    const float *zi = c->inv_traj + (size_t)idx * F * c->lat;
+    for (int f = 0; f < F; f++)
+        for (int ch = 0; ch < c->lc; ch++)
+            for (int p = 0; p < hw; p++) {
+                const float m = (c->lb_mask[(size_t)f * hw + p] > 0.0f || c->lb_mask2[(size_t)f * hw + p] > 0.0f) ? 1.0f : 0.0f;
+                const size_t o = (size_t)f * c->lat + (size_t)ch * hw + p;
+                z[o] = zi[o] + m * (z[o] - zi[o]);
+            }
+    return 0;
+}
+
+int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj, float *z_out) {
+    double t0 = ocd_now();
+    const int F = c->F, N = c->N;
+    const size_t n = (size_t)F * c->lat;
+    if (!target) target = c->p.target ? c->p.target : c->p.source;
+    if (c->p.fusion && !c->store) return ocd_fail("fatezero: editing with fusion needs a recorded inversion (fz_invert)");
+    if (!fz_tables(c, target)) return -1;
+    if (c->p.fusion && c->tab->has_blend && (!c->store || c->store->n_blend < 1)) return ocd_fail("fatezero: no blend layers");
+    if (fz_text_embedding(c, c->p.negative, c->unc_emb) || fz_text_embedding(c, target, c->tgt_emb)) return -1;
+    set_batch_ctx(c, 2, (const float *const[]){c->unc_emb, c->tgt_emb});
+    unet_attn_hook hook = {.attend = fz_attend, .user = c, .kv_frames_max = xf_max_kv(c->p.xframe, F)};
+    if (c->lb_sum) memset(c->lb_sum, 0, sizeof(float) * F * c->h0 * c->w0);
+    float *z = c->z;
+    memcpy(z, zT, n * sizeof(float));
+    for (int i = 0; i < N; i++) {
+        const int t = c->ts[i];
+        c->step = i;
+        if (c->p.fusion && c->tab->has_blend && p2p_self_active(c->tab, i) && step_masks(c, i)) return -1;
+        memcpy(c->xin, z, n * sizeof(float));
+        memcpy(c->xin + n, z, n * sizeof(float));
+        for (int b = 0; b < 2 * F; b++) c->tvec[b] = (float)t;
+        c->phase = PH_EDIT;
+        int rc = unet_forward(c->m->unet, c->xin, c->tvec, c->emb, c->n_ctx, 2 * F, c->h, c->w, &hook, c->eps);
+        c->phase = PH_NONE;
+        if (rc) return ocd_fail_context("editing step %d", i);
+        c->rep.unet_calls++, c->rep.unet_items += 2 * F;
+        cfg_combine(c->eps, c->eps + n, c->p.cfg, c->eps_g, n);
+        ddim_step(&c->sched, N, t, z, c->eps_g, z, NULL, n);
+        if (c->p.fusion && c->tab->has_blend && lb_active(c, i) && c->inv_traj && latent_blend(c, i, z)) return -1;
+        if (traj) memcpy(traj + (size_t)i * n, z, n * sizeof(float));
+        progress(c, "edit", i + 1, N);
+    }
+    memcpy(z_out, z, n * sizeof(float));
+    c->rep.t_edit += ocd_now() - t0;
+    return 0;
+}
+
+int fz_edit(sd_model *m, const float *frames, int F, int H, int W, const fz_params *p, float *out, fz_report *rep) {
+    fz_ctx *c = fz_new(m, p, F, H, W);
+    if (!c) return -1;
+    const size_t n = (size_t)F * c->lat;
+    float *z0 = ocd_malloc(sizeof(float) * n), *zT = ocd_malloc(sizeof(float) * n);
+    int rc = -1;
+    if (z0 && zT && !fz_encode(c, frames, z0) && !fz_invert(c, z0, NULL, zT) &&
+        !fz_edit_latents(c, p->target, zT, NULL, z0) && !fz_decode(c, z0, out))
+        rc = 0;
+    if (rep) *rep = c->rep;
+    free(z0);
+    free(zT);
+    fz_free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------ FateZero configs */
+
+static double jnum(const json_t *o, double def) { return json_is_number(o) ? json_number_value(o) : def; }
+
+/* Joins the strings of a JSON list (or a single string) with spaces into buf. */
+static const char *join_words(const json_t *v, char **buf, size_t *cap) {
+    if (json_is_string(v)) v = json_pack("[O]", v); else json_incref((json_t *)v);
+    char *start = *buf;
+    size_t i;
+    json_t *x;
+    int ok = 1;
+    start[0] = 0;
+    json_array_foreach(v, i, x) {
+        const char *s = json_string_value(x);
+        size_t L = s ? strlen(s) : 0;
+        if (!s || L + 2 > *cap) { ok = 0; break; }
+        if (i) { **buf = ' '; (*buf)++; (*cap)--; }
+        memcpy(*buf, s, L + 1);
+        *buf += L, *cap -= L;
+    }
+    json_decref((json_t *)v);
+    if (!ok) { ocd_fail("blend words: not a list of strings, or too long"); return NULL; }
+    (*buf)++, (*cap)--; /* keep the terminator */
+    return start;
+}
+
+int fz_params_from_json(fz_params *p, const json_t *params, char *buf, size_t cap) {
+    if (!json_is_object(params)) return ocd_fail("fatezero params: not an object");
+    const json_t *v;
+    if ((v = json_object_get(params, "source_prompt")) && json_is_string(v)) p->source = json_string_value(v);
+    if ((v = json_object_get(params, "target_prompt")) && json_is_string(v)) p->target = json_string_value(v);
+    if ((v = json_object_get(params, "num_inference_steps"))) p->steps = (int)jnum(v, p->steps);
+    if ((v = json_object_get(params, "guidance_scale"))) p->cfg = (float)jnum(v, p->cfg);
+    const json_t *pc = json_object_get(params, "p2p_config");
+    if (pc) {
+        if ((v = json_object_get(pc, "NUM_DDIM_STEPS")) && json_is_integer(v)) p->steps = (int)json_integer_value(v);
+        if ((v = json_object_get(pc, "cross_replace_steps"))) {
+            if (json_is_number(v)) p->cross_replace = json_number_value(v);
+            else if (json_is_object(v)) {
+                const char *key;
+                json_t *x;
+                p->n_cross_words = 0;
+                json_object_foreach((json_t *)v, key, x) {
+                    if (!strcmp(key, "default_")) {
+                        if (json_is_array(x) && json_number_value(json_array_get(x, 0)) != 0.0)
+                            return ocd_fail("cross_replace_steps.default_: only windows starting at 0 are supported");
+                        p->cross_replace = json_is_array(x) ? jnum(json_array_get(x, 1), 1.0) : jnum(x, p->cross_replace);
+                        continue;
+                    }
+                    if (p->n_cross_words == FZ_MAX_WORDS) return ocd_fail("cross_replace_steps: more than %d words", FZ_MAX_WORDS);
+                    fz_word_bounds *wb = &p->cross_words[p->n_cross_words++];
+                    wb->word = key;
+                    wb->lo = json_is_array(x) ? jnum(json_array_get(x, 0), 0.0) : 0.0;
+                    wb->hi = json_is_array(x) ? jnum(json_array_get(x, 1), 1.0) : jnum(x, 1.0);
+                }
+            }
+        }
+        if ((v = json_object_get(pc, "self_replace_steps"))) {
+            if (json_is_array(v)) {
+                if (jnum(json_array_get(v, 0), 0.0) != 0.0) return ocd_fail("self_replace_steps: only windows starting at 0 are supported");
+                p->self_replace = jnum(json_array_get(v, 1), p->self_replace);
+            } else p->self_replace = jnum(v, p->self_replace);
+        }
+        if ((v = json_object_get(pc, "blend_words")) && json_is_array(v) && json_array_size(v) >= 1) {
+            if (!(p->blend_words_src = join_words(json_array_get(v, 0), &buf, &cap))) return -1;
+            if (json_array_size(v) >= 2 && !(p->blend_words_tgt = join_words(json_array_get(v, 1), &buf, &cap))) return -1;
+        }
+        if ((v = json_object_get(pc, "blend_th"))) p->blend_th = (float)(json_is_array(v) ? jnum(json_array_get(v, 0), p->blend_th) : jnum(v, p->blend_th));
+        if ((v = json_object_get(pc, "eq_params")) && json_is_object(v)) {
+            const json_t *w = json_object_get(v, "words"), *val = json_object_get(v, "values");
+            p->n_reweight = 0;
+            for (size_t i = 0; i < json_array_size(w); i++) {
+                if (p->n_reweight == FZ_MAX_WORDS) return ocd_fail("eq_params: more than %d words", FZ_MAX_WORDS);
+                const char *s = json_string_value(json_array_get(w, i));
+                if (!s) return ocd_fail("eq_params.words: not a string");
+                p->reweight[p->n_reweight].word = s;
+                p->reweight[p->n_reweight++].value = (float)jnum(json_array_get(val, i), 1.0);
+            }
+        }
+        if ((v = json_object_get(pc, "is_replace_controller")) && json_is_boolean(v))
+            p->replace_mode = json_is_true(v) ? FZ_REPLACE_REPLACE : FZ_REPLACE_REFINE;
+        if ((v = json_object_get(pc, "blend_latents"))) p->latent_blend = json_is_true(v);
+    }
+    const json_t *mc = json_object_get(params, "model_config");
+    if (mc && json_is_object(mc)) {
+        p->xframe = XF_FIRST_PREV, p->least_sc_channel = 0; /* FateZero's code default */
+        if ((v = json_object_get(mc, "least_sc_channel"))) p->least_sc_channel = (int)jnum(v, 0);
+        if ((v = json_object_get(mc, "SparseCausalAttention_index")) && json_is_array(v)) {
+            const char *s0 = json_string_value(json_array_get(v, 0));
+            if (json_array_size(v) == 0) p->xframe = XF_SELF;
+            else if (json_array_size(v) == 1 && s0 && (!strcmp(s0, "mid") || !strcmp(s0, "middle"))) p->xframe = XF_MID;
+            else if (json_array_size(v) == 2 && json_is_integer(json_array_get(v, 0)) &&
+                     json_integer_value(json_array_get(v, 0)) == -1 && json_string_value(json_array_get(v, 1)) &&
+                     !strcmp(json_string_value(json_array_get(v, 1)), "first"))
+                p->xframe = XF_FIRST_PREV;
+            else return ocd_fail("SparseCausalAttention_index: only ['mid'], [-1, 'first'] and [] are supported");
+        }
+    }
+    return 0;
+}
