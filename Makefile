@@ -16,7 +16,7 @@ OBJ     := $(SRC:%.c=$(BUILD)/%.o)
 APP_SRC := $(shell find src/app -name '*.c' | sort)
 APP_OBJ := $(APP_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
-TEST_LIB:= $(BUILD)/tests/testlib.o
+TEST_LIB:= $(BUILD)/tests/testlib.o $(BUILD)/tests/toyjudge.o
 
 .PHONY: all test test-asan check clean deps help example
 all: $(BUILD)/ocd $(TESTS)
@@ -55,6 +55,14 @@ test-asan:
 	@ASAN_OPTIONS=detect_leaks=1 OCD_TEST_QUICK=1 sh tests/run.sh build-asan
 
 check: test test-asan
+
+# The README's main job: the bundled toy clip, red circle -> blue circle.
+example: $(BUILD)/ocd
+	@mkdir -p out
+	$(BUILD)/ocd edit --model models/toy-sd --video examples/toy-clip/clip.mp4 \
+	    --source "a red circle on green grass" --target "a blue circle on green grass" \
+	    --blend-words circle --least-sc-channel 64 --steps 20 --cfg 5 \
+	    --out out/toy-edit.mp4 --side-by-side out/toy-side-by-side.mp4
 
 clean:
 	rm -rf build build-asan

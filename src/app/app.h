@@ -13,6 +13,7 @@ int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_edit(int argc, char **argv);
 
 /* --model PATH or --random sd15|tiny (--seed S), shared by every subcommand. */
 int app_load_model(const args *a, sd_model *m);

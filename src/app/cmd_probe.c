@@ -7,8 +7,10 @@
 
 #include "app/app.h"
 #include "app/probe_pipeline.h"
+#include "app/probe_control.h"
 #include "app/probe_fatezero.h"
 #include "app/probe_sched.h"
+#include "app/probe_tome.h"
 #include "base/error.h"
 #include "io/safetensors.h"
 
@@ -19,6 +21,7 @@ static const opt_spec k_opts[] = {
     {"--in", 1, "input file (golden format)"},
     {"--out", 1, "output .safetensors"},
     {"--threads", 1, "threads (default: all cores)"},
+    {"--controlnet", 1, "ControlNet folder or .safetensors (controlnet, controlvideo)"},
     {"--staged", 0, "fatezero: start each stage from the golden's own values"},
     {"--help", 0, "this text"},
     {0, 0, 0},
@@ -145,15 +148,18 @@ int cmd_probe(int argc, char **argv) {
     if (args_has(&a, "--help") || a.n_pos != 1) {
         args_usage(k_opts, "ocd probe KIND --model M --in IN.safetensors --out OUT.safetensors\n"
                            "  KIND: tokenize text unet vae-encode vae-decode sched_tables sched_ddim_step\n"
-                           "        sched_ddim_trajectory sched_dpmpp_2m pipeline_txt2img pipeline_ddim_inversion fatezero");
+                           "        sched_ddim_trajectory sched_dpmpp_2m pipeline_txt2img pipeline_ddim_inversion fatezero\n"
+                           "        controlnet canny controlvideo (these two with --controlnet CN)");
         return args_has(&a, "--help") ? 0 : ocd_fail("probe needs exactly one KIND");
     }
     const char *kind = a.pos[0], *inp = args_str(&a, "--in", NULL), *outp = args_str(&a, "--out", NULL);
     if (!inp || !outp) return ocd_fail("probe needs --in and --out");
     if (app_set_threads(&a)) return -1;
     if (probe_sched_handles(kind)) return probe_sched(kind, inp, outp);
+    if (!strcmp(kind, "tome")) return probe_tome(inp, outp);
     if (!strcmp(kind, "fatezero")) return probe_fatezero(&a, inp, outp, args_has(&a, "--staged"));
     if (probe_pipeline_handles(kind)) return probe_pipeline(kind, &a, inp, outp);
+    if (probe_control_handles(kind)) return probe_control(kind, &a, inp, outp);
     static const char *const kinds[] = {"tokenize", "text", "unet", "vae-encode", "vae-decode"};
     int k = -1;
     for (int i = 0; i < 5; i++) if (strcmp(kind, kinds[i]) == 0) k = i;

@@ -19,6 +19,7 @@ static const struct {
     {"bench", cmd_bench, "time a network: GFLOP/s, % of sgemm peak, peak RSS"},
     {"generate", cmd_generate, "text to image"},
     {"reconstruct", cmd_reconstruct, "encode, DDIM-invert and regenerate an image (prints PSNR)"},
+    {"edit", cmd_edit, "edit a video with a prompt (FateZero: inversion + attention fusion)"},
 };
 
 static void usage(void) {
