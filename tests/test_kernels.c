@@ -99,6 +99,10 @@ static void test_conv(void) {
     /* K * Ho * Wo = 576 * 96 * 100 > the 4M-float cap: several row bands */
     conv_case("bands", (k_conv_shape){64, 96, 100, 8, 3, 3, 1, 1, 1, 1, 1}, 1);
     conv_case("1x1-threads", (k_conv_shape){32, 64, 64, 16, 1, 1, 1, 0, 0, 0, 0}, 1);
+    /* the direct (stride-1) path at SD-like channel counts: several channel micro-tiles and
+     * tasks, co not a multiple of 8, width not a multiple of the 48-position tile */
+    conv_case("direct", (k_conv_shape){40, 12, 13, 21, 3, 3, 1, 1, 1, 1, 1}, 1);
+    conv_case("direct-wide", (k_conv_shape){16, 5, 70, 70, 3, 3, 1, 1, 1, 1, 1}, 1);
     k_conv_shape big = {512, 512, 512, 512, 3, 3, 1, 1, 1, 1, 1};
     size_t ns = k_conv2d_scratch_floats(&big);
     t_check(ns <= ((size_t)1 << 22), "conv scratch bounded (512ch 512x512 3x3)", "%zu floats", ns);
@@ -237,6 +241,13 @@ static void test_attention(void) {
     /* Nk = 8192 leaves 512 query rows per block: 700 queries take two blocks */
     attn_case("blocks", 700, 8192, 2, 4, 0, 0, 1);
     attn_case("blocks-causal", 700, 8192, 1, 4, 1, 1, 0);
+    /* SD head sizes on the flash path (several 192-key blocks, partial last block, odd query
+     * groups), a causal multi-block case, and a head too large for it (sgemm blocks) */
+    attn_case("sd-dh40", 203, 401, 2, 40, 0, 0, 1);
+    attn_case("sd-dh160", 37, 250, 1, 160, 0, 1, 0);
+    attn_case("sd-cross", 50, 77, 2, 80, 0, 0, 0);
+    attn_case("causal-blocks", 300, 300, 1, 24, 1, 0, 1);
+    attn_case("big-head", 70, 90, 1, 300, 0, 0, 1);
     size_t ns = k_attention_scratch_floats(4096, 4096);
     t_check(ns <= ((size_t)1 << 22), "attention scratch bounded (4096x4096)", "%zu floats", ns);
 }

@@ -13,6 +13,9 @@ int cmd_probe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_control(int argc, char **argv);        /* cmd_control.c */
+int cmd_bench_control(int argc, char **argv);  /* `ocd bench control`, cmd_control.c */
+double bench_sgemm_peak_gflops(void);          /* cmd_bench.c */
 int cmd_edit(int argc, char **argv);
 
 /* --model PATH or --random sd15|tiny (--seed S), shared by every subcommand. */

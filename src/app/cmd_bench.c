@@ -72,8 +72,23 @@ int cmd_bench(int argc, char **argv) {
     printf("sgemm peak  %.1f GFLOP/s (OpenBLAS core %s)\n", peak, openblas_get_corename());
     sd_model m;
     double t0 = ocd_now();
-    if (app_load_model(&b, &m)) return -1;
-    printf("model       %s loaded in %.1f s (%.0fM params)\n", m.files.path, ocd_now() - t0, sd_model_params(&m) / 1e6);
+    ws_source *vae_ws = NULL;
+    const char *rnd = args_str(&b, "--random", NULL);
+    if ((which == 1 || which == 2) && rnd && !strcmp(rnd, "sd15")) {
+        /* VAE benches on random SD 1.5 weights build the VAE alone (same weights as the
+         * full random model: seed + 1), so peak RSS is the VAE's, not the UNet's. */
+        long seed;
+        if (args_int(&b, "--weight-seed", 1234, 0, 0x7fffffff, &seed)) return -1;
+        memset(&m, 0, sizeof m);
+        vae_config_sd15(&m.vae_cfg);
+        m.files.path = (char *)"random-sd15 (VAE only)"; /* never freed: sd_model_free is not called */
+        if (!(vae_ws = ws_random((uint64_t)seed + 1, "random:vae")) || !(m.vae = vae_new(&m.vae_cfg, vae_ws))) {
+            ws_free(vae_ws);
+            return -1;
+        }
+    } else if (app_load_model(&b, &m)) return -1;
+    printf("model       %s loaded in %.1f s (%.0fM params)\n", m.files.path, ocd_now() - t0,
+           (vae_ws ? (double)ws_params_loaded(vae_ws) : (double)sd_model_params(&m)) / 1e6);
     const int B = (int)batch, S = (int)size;
     float *in = NULL, *in2 = NULL, *in3 = NULL, *out = NULL;
     int rc = -1;
@@ -143,6 +158,7 @@ int cmd_bench(int argc, char **argv) {
     rc = 0;
 done:
     free(in); free(in2); free(in3); free(out);
-    sd_model_free(&m);
+    if (vae_ws) { vae_free(m.vae); ws_free(vae_ws); }
+    else sd_model_free(&m);
     return rc;
 }

@@ -149,7 +149,7 @@ int cmd_probe(int argc, char **argv) {
         args_usage(k_opts, "ocd probe KIND --model M --in IN.safetensors --out OUT.safetensors\n"
                            "  KIND: tokenize text unet vae-encode vae-decode sched_tables sched_ddim_step\n"
                            "        sched_ddim_trajectory sched_dpmpp_2m pipeline_txt2img pipeline_ddim_inversion fatezero\n"
-                           "        controlnet canny controlvideo (these two with --controlnet CN)");
+                           "        canny controlnet controlvideo (the last two with --controlnet CN)");
         return args_has(&a, "--help") ? 0 : ocd_fail("probe needs exactly one KIND");
     }
     const char *kind = a.pos[0], *inp = args_str(&a, "--in", NULL), *outp = args_str(&a, "--out", NULL);

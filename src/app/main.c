@@ -18,6 +18,7 @@ static const struct {
     {"probe", cmd_probe, "run one network or sampler case on a golden-format input file"},
     {"bench", cmd_bench, "time a network: GFLOP/s, % of sgemm peak, peak RSS"},
     {"generate", cmd_generate, "text to image"},
+    {"control", cmd_control, "ControlVideo: a video's canny / depth / pose frames + a prompt -> a new video"},
     {"reconstruct", cmd_reconstruct, "encode, DDIM-invert and regenerate an image (prints PSNR)"},
     {"edit", cmd_edit, "edit a video with a prompt (FateZero: inversion + attention fusion)"},
 };
@@ -47,6 +48,12 @@ int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage();
         return argc < 2 ? 2 : 0;
+    }
+    if (argc > 2 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "control")) { /* ocd bench control */
+        ocd_clear_error();
+        int rc = cmd_bench_control(argc - 3, argv + 3);
+        if (rc) fprintf(stderr, "ocd bench control: error: %s\n", ocd_last_error());
+        return rc ? 1 : 0;
     }
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++) {
         if (strcmp(argv[1], k_cmds[i].name) != 0) continue;

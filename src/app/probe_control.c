@@ -59,7 +59,7 @@ static int run_controlnet(sd_model *m, controlnet *cn, const st_file *f, const j
         goto done;
     }
     if (controlnet_out_alloc(&co, cn, B, h, wl) || !(eps = ocd_malloc(sizeof(float) * B * m->unet_cfg.out_ch * h * wl))) goto done;
-    if (controlnet_forward(cn, lat, ts, ctx, (int)ct->shape[1], B, h, wl, cond, scale, &co)) goto done;
+    if (controlnet_forward(cn, lat, ts, ctx, (int)ct->shape[1], B, h, wl, cond, scale, 0, &co)) goto done;
     unet_residuals res;
     controlnet_out_residuals(&co, &res);
     if (unet_forward_res(m->unet, lat, ts, ctx, (int)ct->shape[1], B, h, wl, NULL, &res, eps)) goto done;

@@ -92,11 +92,11 @@ static void get(as_dtype d, float *dst, const void *src, size_t n) {
 int as_layer_plan(const unet_config *c, int h, int w, as_layer *L, int max) {
     const int nl = c->n_levels, depth = c->transformer_depth > 0 ? c->transformer_depth : 1;
     int n = 0, lh[UNET_MAX_LEVELS], lw[UNET_MAX_LEVELS];
-#define ADD(PART, HH, WW, CC, HEADS)                                                                   \
+#define ADD(PART, LVL, HH, WW, CC, HEADS)                                                                   \
     do {                                                                                           \
         for (int d_ = 0; d_ < depth; d_++) {                                                       \
             if (n >= max) return ocd_fail("attention store: more than %d transformer blocks", max); \
-            L[n] = (as_layer){.layer = n, .part = PART, .H = HH, .W = WW, .C = CC, .heads = HEADS, \
+            L[n] = (as_layer){.layer = n, .part = PART, .level = LVL, .H = HH, .W = WW, .C = CC, .heads = HEADS, \
                               .hooked = (HH) * (WW) <= AS_MAX_NQ, .slot = -1, .pos = -1};          \
             n++;                                                                                   \
         }                                                                                          \
@@ -104,15 +104,15 @@ int as_layer_plan(const unet_config *c, int h, int w, as_layer *L, int max) {
     for (int i = 0; i < nl; i++) {
         lh[i] = h, lw[i] = w;
         if (c->down_attn[i])
-            for (int j = 0; j < c->layers_per_block; j++) ADD(UNET_PART_DOWN, h, w, c->block_out[i], c->heads[i]);
+            for (int j = 0; j < c->layers_per_block; j++) ADD(UNET_PART_DOWN, i, h, w, c->block_out[i], c->heads[i]);
         if (i < nl - 1) h = (h - 1) / 2 + 1, w = (w - 1) / 2 + 1;
     }
-    ADD(UNET_PART_MID, h, w, c->block_out[nl - 1], c->heads[nl - 1]);
+    ADD(UNET_PART_MID, nl - 1, h, w, c->block_out[nl - 1], c->heads[nl - 1]);
     for (int i = 0; i < nl; i++) {
         const int lvl = nl - 1 - i;
         if (c->up_attn[i])
             for (int j = 0; j < c->layers_per_block + 1; j++)
-                ADD(UNET_PART_UP, lh[lvl], lw[lvl], c->block_out[lvl], c->heads[lvl]);
+                ADD(UNET_PART_UP, lvl, lh[lvl], lw[lvl], c->block_out[lvl], c->heads[lvl]);
     }
 #undef ADD
     int pos[3] = {0, 0, 0}, slot = 0;
@@ -134,13 +134,17 @@ attn_store *attn_store_new(const as_config *c) {
     if (s->n_layers < 0) goto fail;
     for (int i = 0; i < s->n_layers; i++)
         if (s->layers[i].hooked) s->hooked_layer[s->n_hooked++] = i;
-    /* blend layers: down_cross[2:4] + up_cross[0:3] */
+    /* Blend-mask layers. FateZero slices down_cross[2:4] + up_cross[0:3]: with SD at 512 px (the
+     * 64x64 level not hooked) these are all the attention blocks of the second-lowest level
+     * (down_blocks.2, up_blocks.1, 16x16). Selecting them by level gives the same five layers
+     * whenever FateZero's slicing is well defined, and stays consistent (one grid) when more
+     * levels are hooked, e.g. small frames where FateZero's positions would mix grids. */
     for (int i = 0; i < AS_BLEND_LAYERS; i++) s->blend_slot[i] = -1;
+    const int bl = c->unet->n_levels - 2;
     for (int i = 0; i < s->n_layers; i++) {
         const as_layer *l = &s->layers[i];
-        if (!l->hooked) continue;
-        if ((l->part == UNET_PART_DOWN && (l->pos == 2 || l->pos == 3)) || (l->part == UNET_PART_UP && l->pos < 3))
-            s->blend_slot[s->n_blend++] = l->slot;
+        if (!l->hooked || l->level != bl || l->part == UNET_PART_MID || s->n_blend == AS_BLEND_LAYERS) continue;
+        s->blend_slot[s->n_blend++] = l->slot;
     }
     /* key frames a QK self entry keeps, per slot */
     for (int j = 0; j < s->n_hooked; j++) {
@@ -185,6 +189,7 @@ attn_store *attn_store_new(const as_config *c) {
             }
         }
     s->ram_bytes = ram, s->disk_bytes = disk;
+    if (c->plan_only) return s;
     if (ram && !(s->ram = aligned_alloc(64, ram))) { ocd_fail("attention store: out of memory (%zu bytes)", ram); goto fail; }
     if (disk) {
         const char *dir = c->spill_dir ? c->spill_dir : getenv("TMPDIR");
@@ -282,7 +287,7 @@ void as_softmax_map(const float *q, int ldq, const float *k, int ldk, int Nq, in
     for (int h = 0; h < heads; h++)
         k_gemm(0, 1, Nq, Nk, dh, scale, q + h * dh, ldq, k + h * dh, ldk, 0.0f, P + (size_t)h * Nq * Nk, Nk);
     const size_t rows = (size_t)heads * Nq;
-#pragma omp parallel for schedule(static) if (rows * Nk >= 65536)
+#pragma omp parallel for schedule(static) if (rows * Nk >= (1u << 22))
     for (size_t r = 0; r < rows; r++) {
         float *p = P + r * Nk, mx = p[0];
         for (int j = 1; j < Nk; j++) mx = p[j] > mx ? p[j] : mx;

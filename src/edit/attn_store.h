@@ -25,12 +25,13 @@ typedef enum { AS_F16, AS_BF16, AS_F32 } as_dtype;
 
 #define AS_MAX_LAYERS 64
 #define AS_MAX_NQ 1024       /* hooked layers: Nq <= 32 x 32 (A.5) */
-#define AS_BLEND_LAYERS 5    /* down_cross[2:4] + up_cross[0:3] */
+#define AS_BLEND_LAYERS 8    /* FateZero: down_cross[2:4] + up_cross[0:3], see attn_store_new */
 
 /* One transformer block of the UNet, in call order. */
 typedef struct {
     int layer;               /* unet_attn_call.layer */
     int part;                /* UNET_PART_* */
+    int level;               /* resolution level (0 = the latent's; the down level, or the up block's) */
     int H, W, C, heads;
     int hooked;              /* H*W <= 1024: stored and edited */
     int slot;                /* index among hooked blocks (-1 if not hooked) */
@@ -84,6 +85,7 @@ typedef struct {
     size_t budget;
     const char *spill_dir;
     int force;
+    int plan_only;           /* lay out and count bytes, allocate nothing (memory estimates) */
 } as_config;
 
 attn_store *attn_store_new(const as_config *c);

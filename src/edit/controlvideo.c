@@ -12,6 +12,16 @@
 #include "edit/canny.h"
 #include "kernels/kernels.h"
 
+/* ControlVideo's resnets apply torch's GroupNorm to [b, c, f, h, w]: statistics over every frame
+ * of the pass (per CFG half), in the UNet and in its ControlNet alike. Without UNet support for
+ * that (unet_attn_hook.norm_frames), frames are normalised one by one: close to, but not,
+ * ControlVideo's numbers; cv_clip_groupnorm() tells the caller which. */
+#ifdef UNET_HAS_NORM_FRAMES
+#define CV_NORM_FRAMES(n) (n)
+#else
+#define CV_NORM_FRAMES(n) 0
+#endif
+
 const char CV_POS_PROMPT[] =
     " ,best quality, extremely detailed, HD, ultra-realistic, 8K, HQ, masterpiece, trending on artstation, art, smooth";
 const char CV_NEG_PROMPT[] =
@@ -42,6 +52,8 @@ int cv_key_frames(int F, int window, int *keys) {
     return n;
 }
 
+int cv_clip_groupnorm(void) { return CV_NORM_FRAMES(2) == 2; }
+
 int cv_default_window(int F) {
     int w = (int)sqrt((double)F);
     return w < 2 ? 2 : w;
@@ -50,7 +62,7 @@ int cv_default_window(int F) {
 /* ------------------------------------------------------------------ attention hook */
 
 int cv_attend(void *user, const unet_attn_call *c) {
-    const cv_hook_state *st = user;
+    cv_hook_state *st = user;
     if (c->is_cross) return unet_attend_plain(c);
     const size_t blk = (size_t)c->Nk * c->C;
     const float *k = c->k, *v = c->v;   /* pair = 0: all items of the call, contiguous in list order */
@@ -66,6 +78,7 @@ int cv_attend(void *user, const unet_attn_call *c) {
     }
     k_attention(c->out, c->C, c->q + (size_t)c->b * c->Nq * c->C, c->C, k, c->C, v, c->C, c->Nq, nkv * c->Nk, c->heads,
                 c->dh, c->scale, 0, c->scratch);
+    st->extra_flops += 4.0 * c->Nq * (double)(nkv - 1) * c->Nk * c->C;   /* the UNet counts one frame's keys */
     return 0;
 }
 
@@ -127,13 +140,17 @@ static int run_pass(cv_run *r, const int *frames, int n, int out_from, int pair,
     if (controlnet_out_alloc(&co, r->cn, n, r->h, r->w)) return -1;
     r->hook_st.pair = pair;
     unet_attn_hook hook = {.attend = cv_attend, .user = &r->hook_st, .kv_frames_max = pair ? 2 : n};
+#ifdef UNET_HAS_NORM_FRAMES
+    hook.norm_frames = n;   /* ControlVideo's GroupNorm runs on [b, c, f, h, w]: statistics over the list */
+#endif
     int rc = -1;
     for (int half = cfg ? 0 : 1; half < 2; half++) {
         for (int j = 0; j < n; j++) memcpy(r->ctx_in + j * nctx, r->emb + half * nctx, sizeof(float) * nctx);
         double t0 = ocd_now();
-        if (controlnet_forward(r->cn, r->x_in, r->t_in, r->ctx_in, r->n_ctx, n, r->h, r->w, r->cond_in, prm->control_scale, &co))
+        if (controlnet_forward(r->cn, r->x_in, r->t_in, r->ctx_in, r->n_ctx, n, r->h, r->w, r->cond_in, prm->control_scale, CV_NORM_FRAMES(n), &co))
             goto done;
         double t1 = ocd_now();
+        r->hook_st.extra_flops = 0;
         unet_residuals res;
         controlnet_out_residuals(&co, &res);
 #ifdef UNET_RES_MID_IN_PLACE
@@ -148,7 +165,7 @@ static int run_pass(cv_run *r, const int *frames, int n, int out_from, int pair,
             r->st->unet_calls++;
             r->st->unet_frames += n;
             r->st->controlnet_frames += n;
-            r->st->unet_flops += unet_last_flops(r->p->m->unet);
+            r->st->unet_flops += unet_last_flops(r->p->m->unet) + r->hook_st.extra_flops;
             r->st->controlnet_flops += controlnet_last_flops(r->cn);
         }
     }
@@ -275,8 +292,9 @@ int cv_generate(pipe_ctx *p, controlnet *cn, const cv_params *prm, const float *
             for (int k = 0; k + 1 < nk; k++) {                                 /* (2) each clip between them */
                 int m = 0;
                 list[m++] = keys[k];
+                list[m++] = keys[k + 1];   /* only in the clip's GroupNorm statistics; its output is dropped */
                 for (int f = keys[k] + 1; f < keys[k + 1]; f++) list[m++] = f;
-                if (m > 1 && run_pass(&r, list, m, 1, 1, t, lat, eps)) goto step_fail;
+                if (m > 2 && run_pass(&r, list, m, 2, 1, t, lat, eps)) goto step_fail;
             }
         }
         if (prm->eps_traj) memcpy(prm->eps_traj + i * n, eps, sizeof(float) * n);

@@ -14,8 +14,15 @@
  * run together with fully cross-frame attention; the frames between two key frames k_a < k_b run
  * as the list [k_a, interior...] whose self-attention reads the keys/values of list positions 0
  * and -1 only (k_a and the LAST interior frame, as ControlVideo's code does; the paper says the
- * two key frames). ControlVideo also puts k_b in that list, at position 1, and drops its output:
- * it affects nothing, so it is not computed here. Both parts read the latents of the step start.
+ * two key frames). The list is [k_a, k_b, interior...] as in ControlVideo: k_b's output is dropped,
+ * but it takes part in the clip's GroupNorm statistics (below). Both parts read the latents of the
+ * step start.
+ *
+ * GroupNorm: ControlVideo's resnets (UNet and ControlNet) and the UNet's conv_norm_out apply torch's
+ * GroupNorm to [b, c, f, h, w], i.e. with statistics over all frames of the pass (per CFG half);
+ * the transformers' GroupNorm is per frame. The fixtures README says "per frame"; the goldens (the
+ * code) say otherwise. This needs unet_attn_hook.norm_frames (cv_clip_groupnorm() = 1); without
+ * it every frame is normalised on its own.
  *
  * Residuals: standard ControlNet (the mid block runs on the plain last down output). ControlVideo
  * as published adds the last down residual to the mid block's input too (an in-place aliasing
@@ -71,6 +78,8 @@ void cv_default_params(cv_params *p);
 /* ControlVideo's prompt suffix and negative prompt (C.1). */
 extern const char CV_POS_PROMPT[];
 extern const char CV_NEG_PROMPT[];
+/* 1 when this build normalises clip-wide like ControlVideo (see GroupNorm above). */
+int cv_clip_groupnorm(void);
 /* One line for logs: how the smoother interpolates. */
 const char *cv_smoother_note(void);
 
@@ -102,6 +111,7 @@ typedef struct {
     int pair;
     float *kv_buf;                /* pair mode: [2, 2 * max Nk * C] (K then V), caller-owned */
     size_t kv_buf_floats;
+    double extra_flops;           /* attention FLOPs beyond the UNet's own per-frame count (accumulated) */
 } cv_hook_state;
 int cv_attend(void *user /* cv_hook_state */, const unet_attn_call *call);
 

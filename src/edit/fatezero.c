@@ -68,6 +68,7 @@ void fz_default_params(fz_params *p) {
     p->least_sc_channel = 640;
     p->store_dtype = AS_F16;
     p->fusion = 1;
+    p->clip_norm = 1;
 }
 
 /* ------------------------------------------------------------ attention hook */
@@ -352,6 +353,7 @@ void fz_free(fz_ctx *c) {
 }
 
 const fz_report *fz_get_report(const fz_ctx *c) { return &c->rep; }
+const attn_store *fz_store(const fz_ctx *c) { return c->store; }
 const int *fz_timesteps(const fz_ctx *c) { return c->ts; }
 
 int fz_text_embedding(fz_ctx *c, const char *prompt, float *emb) {
@@ -396,6 +398,17 @@ int fz_decode(fz_ctx *c, const float *z, float *frames) {
     return 0;
 }
 
+/* The hook of every UNet call: fusion and cross-frame attention, and FateZero's clip-wide
+ * GroupNorm (each branch's F frames are one [C, F, H, W] video for the resnet norms). */
+static unet_attn_hook make_hook(fz_ctx *c) {
+    unet_attn_hook hook = {.attend = fz_attend, .user = c, .kv_frames_max = xf_max_kv(c->p.xframe, c->F)};
+#ifdef UNET_HAS_NORM_FRAMES
+    hook.norm_frames = c->p.clip_norm ? c->F : 1;
+    c->rep.clip_norm_applied = c->p.clip_norm;
+#endif
+    return hook;
+}
+
 static void set_batch_ctx(fz_ctx *c, int nb, const float *const *embs) {
     const size_t E = (size_t)c->n_ctx * c->hidden;
     for (int b = 0; b < nb; b++)
@@ -420,7 +433,7 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
     }
     if (fz_text_embedding(c, c->p.source, c->src_emb)) return -1;
     set_batch_ctx(c, 1, (const float *const[]){c->src_emb});
-    unet_attn_hook hook = {.attend = fz_attend, .user = c, .kv_frames_max = xf_max_kv(c->p.xframe, F)};
+    unet_attn_hook hook = make_hook(c);
     float *z = c->xin;
     memcpy(z, z0, n * sizeof(float));
     if (traj) memcpy(traj, z0, n * sizeof(float));
@@ -478,7 +491,7 @@ int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj,
     if (c->p.fusion && c->tab->has_blend && (!c->store || c->store->n_blend < 1)) return ocd_fail("fatezero: no blend layers");
     if (fz_text_embedding(c, c->p.negative, c->unc_emb) || fz_text_embedding(c, target, c->tgt_emb)) return -1;
     set_batch_ctx(c, 2, (const float *const[]){c->unc_emb, c->tgt_emb});
-    unet_attn_hook hook = {.attend = fz_attend, .user = c, .kv_frames_max = xf_max_kv(c->p.xframe, F)};
+    unet_attn_hook hook = make_hook(c);
     if (c->lb_sum) memset(c->lb_sum, 0, sizeof(float) * F * c->h0 * c->w0);
     float *z = c->z;
     memcpy(z, zT, n * sizeof(float));

@@ -57,6 +57,9 @@ typedef struct {
     as_dtype store_dtype;          /* AS_F16 (default), AS_BF16 or AS_F32 */
     int store_force;               /* AS_NONE: per entry the smaller of Q/K and maps; AS_QK / AS_MAP: always */
     int fusion;                    /* 1: attention fusion; 0: plain inversion + regeneration */
+    int clip_norm;                 /* 1: resnet / conv_norm_out GroupNorm statistics over the clip's frames, as
+                                      FateZero's pseudo-3D UNet normalises [B, C, F, H, W] (needs the UNet's
+                                      norm_frames, UNET_HAS_NORM_FRAMES); 0: per frame (plain SD per frame) */
     fz_progress_fn progress; void *progress_user;
 } fz_params;
 
@@ -70,7 +73,7 @@ typedef struct {
     int unet_items;                                /* UNet batch items evaluated in all */
     size_t store_ram_bytes, store_disk_bytes;      /* attention store, after inversion */
     size_t store_entries, store_recompute_entries; /* entries; of which kept as Q/K (recomputed) */
-    size_t peak_scratch_bytes;                     /* planned buffers of the run (excl. the model) */
+    int clip_norm_applied;                         /* clip_norm asked for and supported by the UNet */
 } fz_report;
 
 /* The whole edit. out [F, 3, H, W] in [-1, 1] (unclamped decoder output). H, W multiples of 8.
@@ -117,6 +120,8 @@ int fz_text_embedding(fz_ctx *c, const char *prompt, float *emb);
 struct p2p_tables;
 const struct p2p_tables *fz_tables(fz_ctx *c, const char *target);
 const fz_report *fz_get_report(const fz_ctx *c);
+/* The attention store of the last fz_invert (NULL without fusion). */
+const attn_store *fz_store(const fz_ctx *c);
 /* The ddim timesteps of the run, descending [N]. */
 const int *fz_timesteps(const fz_ctx *c);
 

@@ -187,7 +187,7 @@ int p2p_build(p2p_tables *t, const ocd_tokenizer *tok, const char *source, const
 void p2p_cross_edit(const p2p_tables *t, int step, const float *S, float *A, int heads, int Nq) {
     const float *alpha = t->cross_alpha[step];
     const size_t rows = (size_t)heads * Nq;
-#pragma omp parallel for schedule(static) if (rows >= 256)
+
     for (size_t r = 0; r < rows; r++) {
         const float *s = S + r * P2P_T;
         float *a = A + r * P2P_T;

@@ -64,7 +64,9 @@ static int ws_own(ws_source *ws, void *p) {
     return 0;
 }
 
-static void ws_sort(ws_source *ws) { qsort(ws->e, ws->n, sizeof *ws->e, cmp_entry); }
+static void ws_sort(ws_source *ws) {
+    if (ws->n > 1) qsort(ws->e, ws->n, sizeof *ws->e, cmp_entry);
+}
 
 static ws_source *ws_new(const char *label) {
     ws_source *ws = calloc(1, sizeof *ws);

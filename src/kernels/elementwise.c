@@ -4,11 +4,20 @@
 
 #include <math.h>
 
+#include "kernels/simd.h"
+
 #define K_PAR_MIN ((size_t)1 << 15) /* below this, threads cost more than they save */
 
 void k_silu(float *x, size_t n) {
+#if defined(__AVX512F__)
+    const size_t nv = n / 16;
+#pragma omp parallel for schedule(static) if (n > K_PAR_MIN)
+    for (size_t i = 0; i < nv; i++) _mm512_storeu_ps(x + 16 * i, k_silu512(_mm512_loadu_ps(x + 16 * i)));
+    for (size_t i = nv * 16; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+#else
 #pragma omp parallel for schedule(static) if (n > K_PAR_MIN)
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+#endif
 }
 
 void k_gelu_erf(float *x, size_t n) {

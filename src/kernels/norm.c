@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/simd.h"
+
 #define K_GN_MAX_STACK_GROUPS 256
 
 /* sum of x (sq = 0) or of (x - mean)^2 (sq = 1), in double with 8 interleaved partial
@@ -51,8 +53,23 @@ void k_group_norm(float *y, const float *x, const float *gamma, const float *bet
         const double mean = stats[2 * g], a = stats[2 * g + 1] * gamma[c], b = beta[c];
         const float *xc = x + (size_t)c * HW;
         float *yc = y + (size_t)c * HW;
+        int i = 0;
+#if defined(__AVX512F__)
+        if (silu) { /* same double affine as below, SiLU on 16 floats at a time */
+            const __m512d vm = _mm512_set1_pd(mean), va = _mm512_set1_pd(a), vb = _mm512_set1_pd(b);
+            for (; i + 16 <= HW; i += 16) {
+                __m512 xv = _mm512_loadu_ps(xc + i);
+                __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(xv));
+                __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)));
+                lo = _mm512_fmadd_pd(_mm512_sub_pd(lo, vm), va, vb);
+                hi = _mm512_fmadd_pd(_mm512_sub_pd(hi, vm), va, vb);
+                __m512 t = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+                _mm512_storeu_ps(yc + i, k_silu512(t));
+            }
+        }
+#endif
         if (silu)
-            for (int i = 0; i < HW; i++) { float t = (float)((xc[i] - mean) * a + b); yc[i] = t / (1.0f + expf(-t)); }
+            for (; i < HW; i++) { float t = (float)((xc[i] - mean) * a + b); yc[i] = t / (1.0f + expf(-t)); }
         else
             for (int i = 0; i < HW; i++) yc[i] = (float)((xc[i] - mean) * a + b);
     }

@@ -266,25 +266,27 @@ static void conv3(controlnet *cn, float *y, const float *x, const float *w, cons
 static int cond_embed(controlnet *cn, const float *cond, int H, int W, float *emb, int h_want, int w_want) {
     const controlnet_config *c = &cn->cfg;
     const int ne = c->n_embed, C0 = c->trunk.block_out[0];
-    /* sizes: the largest activation and conv scratch over the stages */
-    size_t big = (size_t)c->cond_channels * H * W, scr = 0;
+    /* sizes: the largest activation and conv scratch over the convolutions as they will run */
+    size_t big = 0, scr = 0;
     int h = H, w = W;
-    for (int i = 0; i < ne; i++) {
-        big = OCD_MAX(big, (size_t)c->embed[i] * h * w);
-        k_conv_shape s = {.ci = c->embed[i], .h = h, .w = w, .co = c->embed[i], .kh = 3, .kw = 3, .stride = 1,
-                          .pad_t = 1, .pad_b = 1, .pad_l = 1, .pad_r = 1};
-        scr = OCD_MAX(scr, k_conv2d_scratch_floats(&s));
-        s.ci = i ? c->embed[i - 1] : c->cond_channels;
-        scr = OCD_MAX(scr, k_conv2d_scratch_floats(&s));
-        if (i + 1 < ne) h = (h - 1) / 2 + 1, w = (w - 1) / 2 + 1;
+#define SIZE_CONV(ci_, co_, stride_) do { \
+        k_conv_shape s_ = {.ci = (ci_), .h = h, .w = w, .co = (co_), .kh = 3, .kw = 3, .stride = (stride_), \
+                           .pad_t = 1, .pad_b = 1, .pad_l = 1, .pad_r = 1}; \
+        scr = OCD_MAX(scr, k_conv2d_scratch_floats(&s_)); \
+        h = k_conv_out_h(&s_), w = k_conv_out_w(&s_); \
+        big = OCD_MAX(big, (size_t)(co_) * h * w); } while (0)
+    SIZE_CONV(c->cond_channels, c->embed[0], 1);
+    for (int i = 0; i + 1 < ne; i++) {
+        SIZE_CONV(c->embed[i], c->embed[i], 1);
+        SIZE_CONV(c->embed[i], c->embed[i + 1], 2);
     }
-    if (h != h_want || w != w_want)
+    const int he = h, we = w;
+    SIZE_CONV(c->embed[ne - 1], C0, 1);
+#undef SIZE_CONV
+    if (he != h_want || we != w_want)
         return ocd_fail("controlnet: condition %dx%d gives a %dx%d embedding, the latent is %dx%d (the condition must be "
-                        "%dx%d pixels)", W, H, w, h, w_want, h_want, w_want * controlnet_cond_factor(c),
+                        "%dx%d pixels)", W, H, we, he, w_want, h_want, w_want * controlnet_cond_factor(c),
                         h_want * controlnet_cond_factor(c));
-    k_conv_shape so = {.ci = c->embed[ne - 1], .h = h, .w = w, .co = C0, .kh = 3, .kw = 3, .stride = 1,
-                       .pad_t = 1, .pad_b = 1, .pad_l = 1, .pad_r = 1};
-    scr = OCD_MAX(scr, k_conv2d_scratch_floats(&so));
     float *ws = workspace(cn, 2 * big + scr + (size_t)c->cond_channels * H * W);
     if (!ws) return -1;
     float *a = ws, *b = ws + big, *scratch = ws + 2 * big, *flip = scratch + scr;  /* a, b: [e, h, w] ping-pong */
@@ -331,11 +333,18 @@ static void zero_conv(controlnet *cn, float *y, const float *x, const float *w, 
 }
 
 int controlnet_forward(controlnet *cn, const float *x, const float *t, const float *ctx, int n_ctx, int B, int h, int w,
-                       const float *cond, float scale, controlnet_out *out) {
+                       const float *cond, float scale, int norm_frames, controlnet_out *out) {
     const controlnet_config *c = &cn->cfg;
     const int C0 = c->trunk.block_out[0], f = controlnet_cond_factor(c), H = f * h, W = f * w;
     if (out->B != B || out->n != cn->n_skips || out->h[0] != h || out->w[0] != w)
         return ocd_fail("controlnet: output buffers were allocated for another batch or size");
+    if (norm_frames > 1 && B % norm_frames) return ocd_fail("controlnet: batch %d is not a multiple of %d frames", B, norm_frames);
+#ifdef UNET_HAS_NORM_FRAMES
+    const unet_attn_hook hook = {.norm_frames = norm_frames}, *hk = norm_frames > 1 ? &hook : NULL;
+#else
+    const unet_attn_hook *hk = NULL;
+    if (norm_frames > 1) return ocd_fail("controlnet: clip-wide GroupNorm needs UNet support (unet_attn_hook.norm_frames)");
+#endif
     cn->flops = 0;
     /* the condition embedding, added after the trunk's conv_in */
     float *emb = ocd_malloc(sizeof(float) * B * C0 * h * w);   /* [B, C0, h, w] */
@@ -347,7 +356,7 @@ int controlnet_forward(controlnet *cn, const float *x, const float *t, const flo
         }
     double fl = cn->flops;
     unet_feats ft;
-    int rc = unet_trunk_forward(cn->trunk, x, t, ctx, n_ctx, B, h, w, NULL, emb, &ft);
+    int rc = unet_trunk_forward(cn->trunk, x, t, ctx, n_ctx, B, h, w, hk, emb, &ft);
     free(emb);
     if (rc) { unet_release(cn->trunk); return ocd_fail_context("controlnet"); }
     cn->flops = fl + unet_last_flops(cn->trunk);

@@ -67,9 +67,11 @@ void controlnet_out_copy_item(controlnet_out *dst, int b2, const controlnet_out 
 void controlnet_out_residuals(const controlnet_out *o, unet_residuals *r);
 
 /* out = ControlNet(x [B, in_ch, h, w], t [B], ctx [B, n_ctx, cross], cond [B, cond_ch, f h, f w])
- * times scale. out must have been allocated for (B, h, w). Not thread-safe per controlnet. */
+ * times scale. out must have been allocated for (B, h, w). norm_frames > 1: each run of that many
+ * items is one clip whose resnet GroupNorms share statistics (ControlVideo's 3D ControlNet;
+ * unet_attn_hook.norm_frames); 0 or 1 = every item on its own. Not thread-safe per controlnet. */
 int controlnet_forward(controlnet *cn, const float *x, const float *t, const float *ctx, int n_ctx, int B, int h, int w,
-                       const float *cond, float scale, controlnet_out *out);
+                       const float *cond, float scale, int norm_frames, controlnet_out *out);
 /* 2 x multiply-adds of the last forward. */
 double controlnet_last_flops(const controlnet *cn);
 

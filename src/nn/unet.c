@@ -368,6 +368,7 @@ typedef struct {
     int n_ctx;
     const float *temb_act;      /* SiLU(temb) [B, T] */
     const float *t;             /* timesteps [B] */
+    int nf;                     /* frames sharing GroupNorm statistics (hook->norm_frames), >= 1 */
 } fwd;
 
 #define ALLOC(n) arena_floats(&f->u->arena, (size_t)(n))
@@ -388,6 +389,48 @@ static int conv_batch(fwd *f, float *y, const float *x, const float *w, const fl
     return 0;
 }
 
+/* y [B, C, HW] = GroupNorm(x) (+ SiLU) per item, or with statistics over each run of f->nf
+ * items (a clip: torch's GroupNorm on [b, c, f, h, w]). Two-pass, in double, like k_group_norm. */
+static int group_norm_batch(fwd *f, float *y, const float *x, const float *gamma, const float *beta, int C, int HW, int G,
+                            float eps, int silu) {
+    const int nf = f->nf;
+    if (nf <= 1) {
+        for (int b = 0; b < f->B; b++)
+            k_group_norm(y + (size_t)b * C * HW, x + (size_t)b * C * HW, gamma, beta, C, HW, G, eps, silu);
+        return 0;
+    }
+    if (f->B % nf) return ocd_fail("unet: batch %d is not a multiple of %d frames", f->B, nf);
+    const int cg = C / G;
+    const size_t gs = (size_t)cg * HW;
+    for (int v = 0; v < f->B / nf; v++) {
+        const size_t base = (size_t)v * nf * C * HW;
+        #pragma omp parallel for schedule(static)
+        for (int g = 0; g < G; g++) {
+            double s = 0, q = 0;
+            for (int k = 0; k < nf; k++) {
+                const float *p = x + base + (size_t)k * C * HW + (size_t)g * gs;
+                for (size_t i = 0; i < gs; i++) s += p[i];
+            }
+            const double mean = s / ((double)gs * nf);
+            for (int k = 0; k < nf; k++) {
+                const float *p = x + base + (size_t)k * C * HW + (size_t)g * gs;
+                for (size_t i = 0; i < gs; i++) q += (p[i] - mean) * (p[i] - mean);
+            }
+            const double rstd = 1.0 / sqrt(q / ((double)gs * nf) + eps);
+            for (int k = 0; k < nf; k++)
+                for (int c = g * cg; c < (g + 1) * cg; c++) {
+                    const size_t o = base + (size_t)k * C * HW + (size_t)c * HW;
+                    const double a = rstd * gamma[c], b = beta[c];
+                    for (int i = 0; i < HW; i++) {
+                        float t = (float)((x[o + i] - mean) * a + b);
+                        y[o + i] = silu ? t / (1.0f + expf(-t)) : t;
+                    }
+                }
+        }
+    }
+    return 0;
+}
+
 /* out [B, cout, H, W] = resnet(x [B, cin, H, W]). */
 static int resnet_fwd(fwd *f, const resnet *r, const float *x, int H, int W, float *out) {
     const int HW = H * W, G = f->u->cfg.groups;
@@ -397,8 +440,7 @@ static int resnet_fwd(fwd *f, const resnet *r, const float *x, int H, int W, flo
     float *h = ALLOC((size_t)f->B * r->cout * HW);
     float *tp = ALLOC((size_t)f->B * r->cout);                                     /* time projection [B, cout] */
     if (!t || !h || !tp) return -1;
-    for (int b = 0; b < f->B; b++)
-        k_group_norm(t + (size_t)b * r->cin * HW, x + (size_t)b * r->cin * HW, r->n1_g, r->n1_b, r->cin, HW, G, eps, 1);
+    if (group_norm_batch(f, t, x, r->n1_g, r->n1_b, r->cin, HW, G, eps, 1)) return -1;
     if (conv_batch(f, h, t, r->c1_w, r->c1_b, r->cin, H, W, r->cout, 3, 1, 1)) return -1;
     k_linear(tp, f->temb_act, r->t_w, r->t_b, f->B, f->u->temb_dim, r->cout);
     f->u->flops += 2.0 * f->B * f->u->temb_dim * r->cout;
@@ -407,8 +449,7 @@ static int resnet_fwd(fwd *f, const resnet *r, const float *x, int H, int W, flo
             float *p = h + ((size_t)b * r->cout + c) * HW, v = tp[b * r->cout + c];
             for (int i = 0; i < HW; i++) p[i] += v;
         }
-    for (int b = 0; b < f->B; b++)
-        k_group_norm(h + (size_t)b * r->cout * HW, h + (size_t)b * r->cout * HW, r->n2_g, r->n2_b, r->cout, HW, G, eps, 1);
+    if (group_norm_batch(f, h, h, r->n2_g, r->n2_b, r->cout, HW, G, eps, 1)) return -1;
     if (conv_batch(f, out, h, r->c2_w, r->c2_b, r->cout, H, W, r->cout, 3, 1, 1)) return -1;
     if (r->sc_w) {
         if (conv_batch(f, h, x, r->sc_w, r->sc_b, r->cin, H, W, r->cout, 1, 1, 0)) return -1;
@@ -511,11 +552,17 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
  * features stay in the arena until the caller resets it. */
 int unet_trunk_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                        const unet_attn_hook *hook, const float *add_in, unet_feats *out) {
+    return unet_trunk_forward_ex(u, x, t, ctx, n_ctx, B, H, W, hook, add_in, NULL, out);
+}
+
+int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                          const unet_attn_hook *hook, const float *add_in, const float *mid_add, unet_feats *out) {
     const unet_config *c = &u->cfg;
     const int C0 = c->block_out[0], T = u->temb_dim, nl = c->n_levels;
     if (B < 1 || H < 1 || W < 1 || n_ctx < 1) return ocd_fail("unet_forward: empty input");
     u->flops = 0;
-    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t}, *f = &fs;
+    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t,
+              .nf = hook && hook->norm_frames > 1 ? hook->norm_frames : 1}, *f = &fs;
 
     /* timestep embedding, computed in float32 like diffusers */
     float *temb = ALLOC((size_t)B * T), *sin_emb = ALLOC((size_t)B * C0), *t1 = ALLOC((size_t)B * T);
@@ -572,6 +619,13 @@ int unet_trunk_forward(unet *u, const float *x, const float *t, const float *ctx
     out->n = ns;
     /* mid */
     float *a = ALLOC((size_t)B * ch * h * w), *b2 = ALLOC((size_t)B * ch * h * w), *c2 = ALLOC((size_t)B * ch * h * w);
+    if (mid_add) { /* the mid block's own input copy: the skip itself stays as it is */
+        float *m = ALLOC((size_t)B * ch * h * w);
+        if (!m) return -1;
+        memcpy(m, cur, sizeof(float) * B * ch * h * w);
+        k_add(m, mid_add, (size_t)B * ch * h * w);
+        cur = m;
+    }
     if (!a || !b2 || !c2 || resnet_fwd(f, &u->mid_res[0], cur, h, w, a) || xformer_fwd(f, &u->mid_attn, a, h, w, b2) ||
         resnet_fwd(f, &u->mid_res[1], b2, h, w, c2))
         return -1;
@@ -593,8 +647,10 @@ int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, 
     const int nl = c->n_levels;
     if (u->trunk_only) return ocd_fail("unet_forward: this network is a ControlNet trunk");
     unet_feats ft;
-    if (unet_trunk_forward(u, x, t, ctx, n_ctx, B, H, W, hook, NULL, &ft)) goto fail;
-    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t, .temb_act = ft.temb_act}, *f = &fs;
+    const float *mid_add = res && res->mid_in_place && res->n_down > 0 ? res->down[res->n_down - 1] : NULL;
+    if (unet_trunk_forward_ex(u, x, t, ctx, n_ctx, B, H, W, hook, NULL, mid_add, &ft)) goto fail;
+    fwd fs = {.u = u, .B = B, .hook = hook, .ctx = ctx, .n_ctx = n_ctx, .t = t, .temb_act = ft.temb_act,
+              .nf = hook && hook->norm_frames > 1 ? hook->norm_frames : 1}, *f = &fs;
     int ns = ft.n, h = ft.mid_h, w = ft.mid_w, ch = ft.mid_c;
     float *cur = ft.mid;
     if (res) { /* ControlNet residuals: added to every skip and to the mid block's output */
@@ -640,9 +696,7 @@ int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, 
     {
         float *nrm = ALLOC((size_t)B * ch * h * w);
         if (!nrm) goto fail;
-        for (int b = 0; b < B; b++)
-            k_group_norm(nrm + (size_t)b * ch * h * w, cur + (size_t)b * ch * h * w, u->no_g, u->no_b, ch, h * w, c->groups,
-                         c->eps, 1);
+        if (group_norm_batch(f, nrm, cur, u->no_g, u->no_b, ch, h * w, c->groups, c->eps, 1)) goto fail;
         if (conv_batch(f, eps, nrm, u->conv_out_w, u->conv_out_b, ch, h, w, c->out_ch, 3, 1, 1)) goto fail;
     }
     return arena_reset(&u->arena);

@@ -57,6 +57,11 @@ typedef struct {
     int (*attend)(void *user, const unet_attn_call *call);
     void *user;
     int kv_frames_max;  /* most batch items one call may read K/V from (sizes scratch); 0 = 1 */
+    /* > 1: every run of norm_frames consecutive batch items is one clip whose resnet and
+     * conv_norm_out GroupNorms take their statistics over all its frames, as torch's GroupNorm
+     * on [b, c, f, h, w] does in ControlVideo's / Tune-A-Video's 3D UNet (the transformers'
+     * GroupNorm stays per frame). 0 or 1 = per item. B must be a multiple of it. */
+    int norm_frames;
 } unet_attn_hook;
 
 /* The default attention of one item (what a hook falls back to). */
@@ -81,7 +86,12 @@ typedef struct {
     const float *down[UNET_MAX_SKIPS];
     int n_down;
     const float *mid;
+    /* ControlVideo as published (diffusers 0.14 in-place add): the mid block also runs on
+     * last skip + its residual. 0 = standard ControlNet. */
+    int mid_in_place;
 } unet_residuals;
+#define UNET_RES_MID_IN_PLACE 1   /* this header has unet_residuals.mid_in_place */
+#define UNET_HAS_NORM_FRAMES 1    /* ... and unet_attn_hook.norm_frames */
 int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                      const unet_attn_hook *hook, const unet_residuals *res, float *eps);
 

@@ -21,6 +21,9 @@ unet *unet_new_trunk(const unet_config *c, ws_source *ws);
 /* add_in [B, C0, H, W] (may be NULL) is added after conv_in. */
 int unet_trunk_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                        const unet_attn_hook *hook, const float *add_in, unet_feats *out);
+/* Same, with mid_add [B, Cm, h, w] (may be NULL) added to the mid block's input only. */
+int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
+                          const unet_attn_hook *hook, const float *add_in, const float *mid_add, unet_feats *out);
 /* Frees the trunk's features (rewinds the arena). */
 void unet_release(unet *u);
 
