@@ -1,12 +1,9 @@
 /* ocd — Object-Centric Diffusion video editing with Stable Diffusion 1.x, on the CPU. */
-#include <cblas.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 #include "app/app.h"
+#include "base/blas_core.h"
 #include "base/error.h"
 
 static const struct {
@@ -28,23 +25,8 @@ static void usage(void) {
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++) printf("  %-12s %s\n", k_cmds[i].name, k_cmds[i].help);
 }
 
-/* OpenBLAS 0.3.21 (Debian 12) does not recognise this CPU generation and falls back to its
- * slowest kernels ("Prescott", ~50 GFLOP/s instead of ~250 on two AVX-512 cores). The core type
- * is read only when the library loads, so re-run ourselves once with OPENBLAS_CORETYPE set.
- * A user's own OPENBLAS_CORETYPE is respected; OCD_NO_BLAS_REEXEC=1 turns this off. */
-static void select_blas_core(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE") || getenv("OCD_NO_BLAS_REEXEC")) return;
-    const char *core = openblas_get_corename();
-    if (!core || strcasecmp(core, "Prescott") != 0) return;
-    __builtin_cpu_init();
-    const char *want = __builtin_cpu_supports("avx512f") ? "SkylakeX" : __builtin_cpu_supports("avx2") ? "Haswell" : NULL;
-    if (!want) return;
-    setenv("OPENBLAS_CORETYPE", want, 1);
-    execv("/proc/self/exe", argv); /* only returns on failure: carry on with the slow kernels */
-}
-
 int main(int argc, char **argv) {
-    select_blas_core(argv);
+    blas_select_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
         usage();
         return argc < 2 ? 2 : 0;
