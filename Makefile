@@ -61,7 +61,7 @@ example: $(BUILD)/ocd
 	@mkdir -p out
 	$(BUILD)/ocd edit --model models/toy-sd --video examples/toy-clip/clip.mp4 \
 	    --source "a red circle on green grass" --target "a blue circle on green grass" \
-	    --blend-words circle --least-sc-channel 64 --steps 20 --cfg 5 \
+	    --self-replace 0.9 --least-sc-channel 64 --steps 20 --cfg 5 \
 	    --out out/toy-edit.mp4 --side-by-side out/toy-side-by-side.mp4
 
 clean:

@@ -289,6 +289,7 @@ static void test_sd_estimate(void) {
         nc[k] = i < (int)(0.8 * (N + 1)), ns[k] = i < (int)(0.6 * N), nb[k] = ns[k];
     }
     as_config c = {.unet = &u, .F = 8, .h = 64, .w = 64, .steps = N, .n_ctx = 77, .mode = XF_MID, .least_sc_channel = 640,
+                   .blend_level = -1,
                    .dtype = AS_F16, .need_cross = nc, .need_blend = nb, .need_self = ns, .plan_only = 1};
     attn_store *s = attn_store_new(&c);
     c.force = AS_MAP;
@@ -316,6 +317,7 @@ int main(void) {
     test_golden(&m, g);
     printf("      golden %.2fs\n", ocd_now() - t0);
     free(small);
+    st_close(g);
     sd_model_free(&m);
     return t_summary("test_fatezero");
 }

@@ -82,6 +82,7 @@ static void test_golden_tables(const ocd_tokenizer *tok) {
     t_equal_i32("golden:ctrl_refine_mapper", t->mapper, ref, 77);
     t_check(t->self_lo == 0 && t->self_hi == 3, "golden self window [0, 3)", "[%d, %d)", t->self_lo, t->self_hi);
     free(t);
+    st_close(g);
 }
 
 /* Cross edit: refine + reweight with alpha on, off. */

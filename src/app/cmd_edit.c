@@ -44,6 +44,7 @@ static const opt_spec k_opts[] = {
     {"--attn-budget", 1, "RAM for the attention store, e.g. 512M, 2G (default unlimited); beyond it spills to disk"},
     {"--spill-dir", 1, "folder of the spill file (default $TMPDIR or /tmp)"},
     {"--no-fusion", 0, "plain inversion + regeneration (no attention fusion)"},
+    {"--per-frame-norm", 0, "GroupNorm statistics per frame (default: over the clip, as FateZero's 3-D UNet)"},
     {"--out", 1, "output: .mp4, .gif or a folder/ of PNGs"},
     {"--side-by-side", 1, "also write source | edit next to each other to this file"},
     {"--fps", 1, "output frame rate (default: the input's, else 10)"},
@@ -172,6 +173,7 @@ static int read_options(const args *a, fz_params *p, edit_strings *st) {
     p->blend_words_tgt = args_str(a, "--blend-words-target", NULL);
     p->latent_blend = args_has(a, "--latent-blend");
     p->fusion = !args_has(a, "--no-fusion");
+    p->clip_norm = !args_has(a, "--per-frame-norm");
     const char *rep = args_str(a, "--replace", "auto");
     if (!strcmp(rep, "auto")) p->replace_mode = FZ_REPLACE_AUTO;
     else if (!strcmp(rep, "refine")) p->replace_mode = FZ_REPLACE_REFINE;

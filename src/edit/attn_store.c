@@ -121,6 +121,15 @@ int as_layer_plan(const unet_config *c, int h, int w, as_layer *L, int max) {
     return n;
 }
 
+int as_blend_level(const unet_config *c, int h, int w) {
+    int best = c->n_levels - 2 > 0 ? c->n_levels - 2 : 0, best_h = 0;
+    for (int i = 0; i < c->n_levels; i++) {
+        if (c->down_attn[i] && h * w <= AS_MAX_NQ && h <= 16 && w <= 16 && h > best_h) best = i, best_h = h;
+        if (i < c->n_levels - 1) h = (h - 1) / 2 + 1, w = (w - 1) / 2 + 1;
+    }
+    return best;
+}
+
 /* ------------------------------------------------------------ store */
 
 attn_store *attn_store_new(const as_config *c) {
@@ -135,12 +144,12 @@ attn_store *attn_store_new(const as_config *c) {
     for (int i = 0; i < s->n_layers; i++)
         if (s->layers[i].hooked) s->hooked_layer[s->n_hooked++] = i;
     /* Blend-mask layers. FateZero slices down_cross[2:4] + up_cross[0:3]: with SD at 512 px (the
-     * 64x64 level not hooked) these are all the attention blocks of the second-lowest level
-     * (down_blocks.2, up_blocks.1, 16x16). Selecting them by level gives the same five layers
-     * whenever FateZero's slicing is well defined, and stays consistent (one grid) when more
-     * levels are hooked, e.g. small frames where FateZero's positions would mix grids. */
+     * 64x64 level not hooked) these are all the attention blocks of the 16x16 level
+     * (down_blocks.2, up_blocks.1). Selecting them by level gives the same five layers whenever
+     * FateZero's slicing is well defined, and stays consistent (one grid) when more levels are
+     * hooked, e.g. small frames where FateZero's positions would mix grids. */
     for (int i = 0; i < AS_BLEND_LAYERS; i++) s->blend_slot[i] = -1;
-    const int bl = c->unet->n_levels - 2;
+    const int bl = c->blend_level >= 0 ? c->blend_level : as_blend_level(c->unet, c->h, c->w);
     for (int i = 0; i < s->n_layers; i++) {
         const as_layer *l = &s->layers[i];
         if (!l->hooked || l->level != bl || l->part == UNET_PART_MID || s->n_blend == AS_BLEND_LAYERS) continue;

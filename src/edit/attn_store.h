@@ -86,7 +86,13 @@ typedef struct {
     const char *spill_dir;
     int force;
     int plan_only;           /* lay out and count bytes, allocate nothing (memory estimates) */
+    int blend_level;         /* UNet level of the blend-mask layers; -1 = auto (as_blend_level) */
 } as_config;
+
+/* The blend-mask level FateZero uses at 512 px is the one with a 16x16 grid (down_blocks.2,
+ * up_blocks.1). Generalised: the hooked level with the largest grid no larger than 16x16, so
+ * that smaller frames (or small models, whose coarse levels are 2x2) still get a usable mask. */
+int as_blend_level(const unet_config *c, int h, int w);
 
 attn_store *attn_store_new(const as_config *c);
 void attn_store_free(attn_store *s);

@@ -63,6 +63,7 @@ void fz_default_params(fz_params *p) {
     p->cross_replace = 0.8;
     p->self_replace = 0.6;
     p->blend_th = 0.3f;
+    p->blend_level = -1;
     p->replace_mode = FZ_REPLACE_AUTO;
     p->xframe = XF_MID;
     p->least_sc_channel = 640;
@@ -425,7 +426,8 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
         as_config ac = {.unet = unet_get_config(c->m->unet), .F = F, .h = c->h, .w = c->w, .steps = N, .n_ctx = c->n_ctx,
                         .mode = c->p.xframe, .least_sc_channel = c->p.least_sc_channel, .dtype = c->p.store_dtype,
                         .need_cross = c->need_cross, .need_blend = c->need_blend, .need_self = c->need_self,
-                        .budget = c->p.attn_budget, .spill_dir = c->p.spill_dir, .force = c->p.store_force};
+                        .budget = c->p.attn_budget, .spill_dir = c->p.spill_dir, .force = c->p.store_force,
+                        .blend_level = c->p.blend_level};
         if (!(c->store = attn_store_new(&ac)) || plan_blend(c)) return -1;
         c->rep.store_ram_bytes = c->store->ram_bytes, c->rep.store_disk_bytes = c->store->disk_bytes;
         c->rep.store_entries = c->store->n_entries, c->rep.store_recompute_entries = c->store->n_qk;

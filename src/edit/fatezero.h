@@ -46,6 +46,7 @@ typedef struct {
     const char *blend_words_src;   /* space-separated words of the source prompt, NULL = no mask */
     const char *blend_words_tgt;   /* same for the target (latent blending only), NULL = src's */
     float blend_th;                /* mask threshold (strict >): 0.3 */
+    int blend_level;               /* UNet level whose cross maps make the mask; -1 = auto (16x16 at 512 px) */
     fz_reweight reweight[FZ_MAX_WORDS]; int n_reweight;
     int replace_mode;              /* FZ_REPLACE_AUTO (= refine, see fz_default_params) */
     int latent_blend;              /* A.9, 0 */
