@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/probe_util.h"
 #include "base/error.h"
 #include "edit/canny.h"
 #include "edit/controlvideo.h"
@@ -191,13 +192,9 @@ done:
 
 int probe_control(const char *kind, const args *a, const char *in_path, const char *out_path) {
     if (!probe_control_handles(kind)) return ocd_fail("probe: unknown control case '%s'", kind);
-    st_file *f = st_open(in_path);
-    if (!f) return -1;
-    json_t *spec = NULL;
-    const char *meta = st_metadata(f, "spec");
-    json_error_t err;
-    if (meta && !(spec = json_loads(meta, 0, &err))) { st_close(f); return ocd_fail("%s: __metadata__.spec: %s", in_path, err.text); }
-    if (!spec) spec = json_object();
+    st_file *f;
+    json_t *spec;
+    if (probe_open(in_path, &f, &spec)) return -1;
     const json_t *params = json_object_get(spec, "params");
     st_writer *w = st_writer_new();
     int rc = w ? 0 : -1;

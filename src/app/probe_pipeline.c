@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/probe_util.h"
 #include "base/error.h"
 #include "diffusion/pipeline.h"
 #include "io/safetensors.h"
@@ -190,16 +191,9 @@ done:
 
 int probe_pipeline(const char *kind, const args *a, const char *in_path, const char *out_path) {
     if (!probe_pipeline_handles(kind)) return ocd_fail("probe: unknown pipeline case '%s'", kind);
-    st_file *f = st_open(in_path);
-    if (!f) return -1;
-    json_t *spec = NULL;
-    const char *meta = st_metadata(f, "spec");
-    if (meta) {
-        json_error_t err;
-        if (!(spec = json_loads(meta, 0, &err))) { st_close(f); return ocd_fail("%s: __metadata__.spec: %s", in_path, err.text); }
-    } else {
-        spec = json_object();   /* no spec: every parameter takes its default */
-    }
+    st_file *f;
+    json_t *spec;
+    if (probe_open(in_path, &f, &spec)) return -1;
     const json_t *params = json_object_get(spec, "params");
     sd_model m;
     st_writer *w = NULL;

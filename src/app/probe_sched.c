@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/probe_util.h"
 #include "base/error.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
@@ -253,17 +254,9 @@ done:
 
 int probe_sched(const char *kind, const char *in_path, const char *out_path) {
     if (!probe_sched_handles(kind)) return ocd_fail("probe: unknown scheduler case '%s'", kind);
-    st_file *f = st_open(in_path);
-    if (!f) return -1;
-    json_t *spec = NULL;
-    const char *meta = st_metadata(f, "spec");
-    if (meta) {
-        json_error_t err;
-        spec = json_loads(meta, 0, &err);
-        if (!spec) { st_close(f); return ocd_fail("%s: __metadata__.spec: %s", in_path, err.text); }
-    } else {
-        spec = json_object();   /* no spec: every parameter takes its default */
-    }
+    st_file *f;
+    json_t *spec;
+    if (probe_open(in_path, &f, &spec)) return -1;
     st_writer *w = st_writer_new();
     int rc = w ? 0 : -1;
     if (!rc) {

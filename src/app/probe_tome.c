@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "app/probe_util.h"
 #include "base/error.h"
 #include "edit/tome.h"
 #include "io/safetensors.h"
@@ -14,14 +15,9 @@ static int param_int(const json_t *params, const char *key, int def) {
 }
 
 int probe_tome(const char *in_path, const char *out_path) {
-    st_file *f = st_open(in_path);
-    if (!f) return -1;
-    json_t *spec = NULL;
-    const char *meta = st_metadata(f, "spec");
-    if (meta) {
-        json_error_t err;
-        if (!(spec = json_loads(meta, 0, &err))) { st_close(f); return ocd_fail("%s: __metadata__.spec: %s", in_path, err.text); }
-    }
+    st_file *f;
+    json_t *spec;
+    if (probe_open(in_path, &f, &spec)) return -1;
     const json_t *params = json_object_get(spec, "params");
     const st_tensor *xt = st_find(f, "x"), *yt = st_find(f, "y");
     float *x = NULL, *y = NULL, *merged = NULL, *unm = NULL, *rt = NULL;

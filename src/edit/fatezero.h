@@ -13,9 +13,11 @@
 #define OCD_EDIT_FATEZERO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "edit/attn_store.h"
 #include "edit/xframe.h"
+#include "diffusion/schedule.h"
 #include "nn/sd_model.h"
 
 #define FZ_MAX_WORDS 8    /* per-word cross bounds / reweight entries */
@@ -61,6 +63,21 @@ typedef struct {
     int clip_norm;                 /* 1: resnet / conv_norm_out GroupNorm statistics over the clip's frames, as
                                       FateZero's pseudo-3D UNet normalises [B, C, F, H, W] (needs the UNet's
                                       norm_frames, UNET_HAS_NORM_FRAMES); 0: per frame (plain SD per frame) */
+    /* ---- the paper's accelerations (ocd-method.md; presets in edit/presets.h) ---- */
+    int solver;                    /* OCD_SOLVER_DDIM (fatezero) or OCD_SOLVER_DPMPP_2M (optimized, ocd); inversion
+                                      runs on the same timesteps */
+    float tome_ratio;              /* K/V token merging in self-attention: 0 = off; 0.5 (optimized, ocd) */
+    int tome_min_tokens;           /* never fewer kept per frame: 64 */
+    uint64_t tome_seed;            /* destination draws, per frame */
+    float oc_tome_lambda;          /* Object-Centric ToMe: foreground sources' score lowered by this; 0 = off */
+    int ocs;                       /* Object-Centric Sampling on/off */
+    int ocs_phi;                   /* background branch every phi-th step: 4 */
+    double ocs_blend;              /* beta: blend step b = round(beta N): 0.5 */
+    int ocs_pad;                   /* crop padding, latent pixels: 2 */
+    double ocs_max_area;           /* skip OCS when the crop covers more of the frame: 0.6 */
+    const float *mask;             /* foreground [F, H/8, W/8] in [0, 1] (--mask), NULL = from the blend words */
+    float mask_threshold;          /* blend-word mask threshold: 0.3 */
+    int mask_dilate;               /* latent pixels: 1 */
     fz_progress_fn progress; void *progress_user;
 } fz_params;
 
@@ -75,6 +92,12 @@ typedef struct {
     size_t store_ram_bytes, store_disk_bytes;      /* attention store, after inversion */
     size_t store_entries, store_recompute_entries; /* entries; of which kept as Q/K (recomputed) */
     int clip_norm_applied;                         /* clip_norm asked for and supported by the UNet */
+    double gflop;                                  /* counted UNet GFLOP (all phases) */
+    size_t plan_bytes;                             /* token-merging plans kept from inversion */
+    long tokens_in[8], tokens_merged[8];           /* K/V tokens seen / merged away, per UNet level */
+    double ocs_area;                               /* foreground crop area fraction; 0 = OCS off */
+    double unet_full_frame_calls;                  /* UNet work in full-frame call units (OCS cost, 5.2) */
+    char note[256];                                /* fallbacks taken ("empty mask: plain sampling", ...) */
 } fz_report;
 
 /* The whole edit. out [F, 3, H, W] in [-1, 1] (unclamped decoder output). H, W multiples of 8.
