@@ -233,6 +233,7 @@ int cmd_edit(int argc, char **argv) {
         goto out;
     if (!vin) { ocd_fail("--video is required (a video file or a folder of frames)"); goto out; }
     if (!out) { ocd_fail("--out is required (.mp4, .gif or a folder/)"); goto out; }
+    if (video_check_output(out) || (sbs && video_check_output(sbs))) goto out;
 
     /* read and check everything cheap before loading the model */
     ocd_video src = {0};

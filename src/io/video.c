@@ -732,19 +732,28 @@ fail:
     return -1;
 }
 
-int video_write(const char *path, const ocd_video *v, double fps) {
+/* The output kind a name asks for: 0 folder, 1 mp4/mov/mkv, 2 gif; -1 (error set) otherwise. */
+static int output_kind(const char *path) {
     if (!path || !*path) return ocd_fail("video_write: empty output path");
-    if (!v || v->n <= 0 || v->w <= 0 || v->h <= 0 || !v->frames)
-        return ocd_fail("%s: nothing to write (empty video)", path);
-    if (!(fps > 0)) fps = v->fps > 0 ? v->fps : 10.0;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     const char *ext = strrchr(base, '.');
-    if (!*base || !ext) return write_folder(path, v);
-    int gif = !strcasecmp(ext, ".gif");
-    if (!gif && strcasecmp(ext, ".mp4") && strcasecmp(ext, ".mov") && strcasecmp(ext, ".mkv"))
-        return ocd_fail("%s: unsupported video output type '%s' (use .mp4, .mov, .mkv, .gif or a folder name)", path,
-                        ext);
+    if (!*base || !ext) return 0;
+    if (!strcasecmp(ext, ".gif")) return 2;
+    if (!strcasecmp(ext, ".mp4") || !strcasecmp(ext, ".mov") || !strcasecmp(ext, ".mkv")) return 1;
+    return ocd_fail("%s: unsupported video output type '%s' (use .mp4, .mov, .mkv, .gif or a folder name)", path, ext);
+}
+
+int video_check_output(const char *path) { return output_kind(path) < 0 ? -1 : 0; }
+
+int video_write(const char *path, const ocd_video *v, double fps) {
+    const int kind = output_kind(path);
+    if (kind < 0) return -1;
+    if (!v || v->n <= 0 || v->w <= 0 || v->h <= 0 || !v->frames)
+        return ocd_fail("%s: nothing to write (empty video)", path);
+    if (!(fps > 0)) fps = v->fps > 0 ? v->fps : 10.0;
+    if (kind == 0) return write_folder(path, v);
+    const int gif = kind == 2;
     av_quiet();
     size_t cap = strlen(path) + 16;
     char *tmp = ocd_malloc(cap);

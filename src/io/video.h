@@ -23,6 +23,8 @@ int video_read(const char *path, int start, int stride, int n, ocd_video *out);
  * 00000.png, 00001.png, ...; a folder left by an earlier run is replaced only if it
  * holds nothing but such frames). fps <= 0 takes v->fps, else 10. */
 int video_write(const char *path, const ocd_video *v, double fps);
+/* Whether video_write accepts this name (checked before long work); 0 or -1 with the error. */
+int video_check_output(const char *path);
 int video_alloc(ocd_video *v, int n, int w, int h); /* zeroed frames */
 void video_free(ocd_video *v);
 /* The name of the encoder video_write uses for .mp4 ("libx264" or "mpeg4"; the
