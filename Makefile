@@ -16,7 +16,7 @@ OBJ     := $(SRC:%.c=$(BUILD)/%.o)
 APP_SRC := $(shell find src/app -name '*.c' | sort)
 APP_OBJ := $(APP_SRC:%.c=$(BUILD)/%.o)
 TESTS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
-TEST_LIB:= $(BUILD)/tests/testlib.o $(BUILD)/tests/toyjudge.o
+TEST_LIB:= $(BUILD)/tests/testlib.o
 
 .PHONY: all test test-asan check clean deps help example
 all: $(BUILD)/ocd $(TESTS)

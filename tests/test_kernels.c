@@ -308,6 +308,89 @@ static void test_elementwise(void) {
     free(x); free(y); free(r);
 }
 
+/* ---- BF16 (AMX) kernels: against their bf16 references (same rounding of x and W, double
+ * sums: only the fp32 accumulation order differs) and, loosely, against fp32. ---- */
+static k_bf16_weight pack_new(k_bf16_weight d, const float *w) {
+    d.p = malloc(sizeof(uint16_t) * k_bf16_packed_elems(&d));
+    k_bf16_pack(&d, d.p, w);
+    return d;
+}
+
+static void bf16_linear_case(int M, int K, int N, int bias) {
+    char name[128];
+    float *x = rnd((size_t)M * K, 1), *w = rnd((size_t)N * K, 1.0f / sqrtf((float)K)), *b = bias ? rnd(N, 1) : NULL;
+    float *y = malloc(sizeof(float) * M * N), *r = malloc(sizeof(float) * M * N), *f = malloc(sizeof(float) * M * N);
+    k_bf16_weight pw = pack_new(k_bf16_linear_desc(K, N), w);
+    k_linear_bf16(y, x, &pw, b, M, K, N);
+    k_linear_bf16_ref(r, x, &pw, b, M, K, N);
+    k_linear_ref(f, x, w, b, M, K, N);
+    snprintf(name, sizeof name, "linear bf16 %dx%d->%d bias %d vs bf16 ref", M, K, N, bias);
+    t_close(name, y, r, (size_t)M * N, 1e-5, 1e-4);
+    snprintf(name, sizeof name, "linear bf16 %dx%d->%d vs fp32", M, K, N);
+    t_close(name, y, f, (size_t)M * N, 2e-2, 2e-2);
+    omp_set_num_threads(1);
+    k_linear_bf16(r, x, &pw, b, M, K, N);
+    omp_set_num_threads(2);
+    snprintf(name, sizeof name, "linear bf16 %dx%d->%d 1 vs 2 threads bitwise", M, K, N);
+    t_check(memcmp(y, r, sizeof(float) * M * N) == 0, name, "n=%d", M * N);
+    /* unpack gives the bf16 values back exactly */
+    float *wu = malloc(sizeof(float) * N * K);
+    k_bf16_unpack(&pw, wu, pw.p);
+    int ok = 1;
+    for (size_t i = 0; i < (size_t)N * K; i++) ok &= wu[i] == k_bf16_to_f32(k_f32_to_bf16(w[i]));
+    free(wu);
+    snprintf(name, sizeof name, "linear bf16 %dx%d pack/unpack", K, N);
+    t_check(ok, name, "exact");
+    free(x); free(w); free(b); free(y); free(r); free(f); free(pw.p);
+}
+
+static void bf16_conv_case(const char *label, k_conv_shape s, int up) {
+    char name[160];
+    k_conv_shape v = s;
+    if (up) { v.h *= 2; v.w *= 2; }
+    const int ho = k_conv_out_h(&v), wo = k_conv_out_w(&v);
+    const size_t ny = (size_t)s.co * ho * wo;
+    float *x = rnd((size_t)s.ci * s.h * s.w, 1), *w = rnd((size_t)s.co * s.ci * s.kh * s.kw, 1.0f / sqrtf((float)(s.ci * s.kh * s.kw)));
+    float *b = rnd(s.co, 1), *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny), *f = malloc(sizeof(float) * ny);
+    k_bf16_weight pw = pack_new(k_bf16_conv_desc(s.co, s.ci, s.kh, s.kw, s.stride), w);
+    size_t ns = up ? k_conv2d_up2_bf16_scratch_floats(&s) : k_conv2d_bf16_scratch_floats(&s);
+    float *scr = malloc(sizeof(float) * (ns ? ns : 1));
+    if (up) {
+        k_conv2d_up2_bf16(y, x, &pw, b, &s, scr);
+        k_conv2d_up2_bf16_ref(r, x, &pw, b, &s);
+        k_conv2d_up2_ref(f, x, w, b, &s);
+    } else {
+        k_conv2d_bf16(y, x, &pw, b, &s, scr);
+        k_conv2d_bf16_ref(r, x, &pw, b, &s);
+        k_conv2d_ref(f, x, w, b, &s);
+    }
+    snprintf(name, sizeof name, "conv bf16 %s vs bf16 ref", label);
+    t_close(name, y, r, ny, 1e-5, 1e-4);
+    snprintf(name, sizeof name, "conv bf16 %s vs fp32", label);
+    t_close(name, y, f, ny, 2e-2, 2e-2);
+    omp_set_num_threads(1);
+    if (up) k_conv2d_up2_bf16(r, x, &pw, b, &s, scr);
+    else k_conv2d_bf16(r, x, &pw, b, &s, scr);
+    omp_set_num_threads(2);
+    snprintf(name, sizeof name, "conv bf16 %s 1 vs 2 threads bitwise", label);
+    t_check(memcmp(y, r, sizeof(float) * ny) == 0, name, "scratch %zu floats", ns);
+    free(x); free(w); free(b); free(y); free(r); free(f); free(scr); free(pw.p);
+}
+
+static void test_bf16(void) {
+    t_check(1, "bf16 kernels", "%s", k_bf16_available() ? "AMX-BF16 in use" : "no AMX-BF16: references only");
+    bf16_linear_case(37, 70, 50, 1);
+    bf16_linear_case(130, 320, 96, 0);
+    bf16_linear_case(1100, 64, 48, 1);   /* two row chunks */
+    bf16_conv_case("3x3 ci5 co7 9x11", (k_conv_shape){5, 9, 11, 7, 3, 3, 1, 1, 1, 1, 1}, 0);
+    bf16_conv_case("3x3 ci64 co48 20x17", (k_conv_shape){64, 20, 17, 48, 3, 3, 1, 1, 1, 1, 1}, 0);
+    bf16_conv_case("1x1 ci40 co24 13x7", (k_conv_shape){40, 13, 7, 24, 1, 1, 1, 0, 0, 0, 0}, 0);
+    bf16_conv_case("3x3 s2 ci9 co20 15x12", (k_conv_shape){9, 15, 12, 20, 3, 3, 2, 1, 1, 1, 1}, 0);
+    bf16_conv_case("3x3 s2 pad0101 ci8 co16 16x16", (k_conv_shape){8, 16, 16, 16, 3, 3, 2, 0, 1, 0, 1}, 0);
+    bf16_conv_case("up2 3x3 ci33 co17 6x5", (k_conv_shape){33, 6, 5, 17, 3, 3, 1, 1, 1, 1, 1}, 1);
+    bf16_conv_case("3x3 ci64 co2 270x1000 (3 bands)", (k_conv_shape){64, 270, 1000, 2, 3, 3, 1, 1, 1, 1, 1}, 0);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_gemm();
@@ -316,5 +399,6 @@ int main(int argc, char **argv) {
     test_norm();
     test_attention();
     test_elementwise();
+    test_bf16();
     return t_summary(argv[0]);
 }

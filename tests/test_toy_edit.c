@@ -14,7 +14,7 @@
 #include "io/video.h"
 #include "nn/sd_model.h"
 #include "testlib.h"
-#include "toyjudge.h"
+#include "edit/toyjudge.h"
 
 #define TOY_MODEL "models/toy-sd"
 #define TOY_CLIP "examples/toy-clip"

@@ -48,6 +48,8 @@ double bench_sgemm_peak_gflops(void) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    int cmd_bench_edit(int argc, char **argv); /* cmd_bench_edit.c: `ocd bench edit` */
+    if (argc > 0 && !strcmp(argv[0], "edit")) return cmd_bench_edit(argc - 1, argv + 1);
     args a;
     if (args_parse(&a, k_opts, argc, argv)) return -1;
     if (args_has(&a, "--help") || a.n_pos != 1) {

@@ -211,8 +211,8 @@ int cmd_edit(int argc, char **argv) {
     for (int i = 0; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--job") && job_to_argv(argv[i + 1], &job_store, &job_argv, &job_argc)) return -1;
     if (!(all = calloc(job_argc + argc + 1, sizeof *all))) { ocd_fail("out of memory"); goto out; }
-    memcpy(all, job_argv, sizeof *all * job_argc);
-    memcpy(all + job_argc, argv, sizeof *all * argc);
+    for (int i = 0; i < job_argc; i++) all[i] = job_argv[i];
+    for (int i = 0; i < argc; i++) all[job_argc + i] = argv[i];
     if (args_parse(&a, k_opts, job_argc + argc, all)) goto out;
     if (args_has(&a, "--help")) {
         args_usage(k_opts, "ocd edit --model M --video IN --source \"...\" --target \"...\" [options] --out OUT.mp4");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "edit/tome.h"
 #include "kernels/kernels.h"
 
 /* ------------------------------------------------------------ half floats */
@@ -188,7 +189,7 @@ attn_store *attn_store_new(const as_config *c) {
                 e->n_kf = x ? 1 : s->n_kf[j];
                 const size_t qk = ((size_t)s->F * Nq + (size_t)e->n_kf * (x ? (size_t)s->n_ctx : Nq)) * l->C * es;
                 const size_t mp = (size_t)s->F * l->heads * Nq * e->nk_tot * es;
-                e->kind = c->force ? c->force : qk <= mp ? AS_QK : AS_MAP;
+                e->kind = c->force ? c->force : (!x && c->self_qk) || qk <= mp ? AS_QK : AS_MAP;
                 e->bytes = e->kind == AS_QK ? qk : mp;
                 const size_t b64 = (e->bytes + 63) & ~(size_t)63;
                 if (!s->budget || ram + b64 <= s->budget) e->offset = ram, ram += b64;
@@ -285,7 +286,7 @@ size_t attn_store_scratch_floats(const attn_store *s) {
         const size_t Nq = (size_t)l->H * l->W;
         size_t nk = (size_t)xf_max_kv(s->mode, s->F) * Nq;
         if (nk < (size_t)s->n_ctx) nk = s->n_ctx;
-        const size_t v = (Nq + nk) * l->C;
+        const size_t v = (Nq + 2 * nk) * l->C; /* q, k, and the selected / merged keys of a view */
         if (v > m) m = v;
     }
     return m;
@@ -328,5 +329,68 @@ int attn_store_map(const attn_store *s, int step, int slot, int is_cross, int f,
     }
     const int dh = l->C / l->heads;
     as_softmax_map(q, (int)C, k, (int)C, (int)Nq, e->nk_tot, l->heads, dh, 1.0f / sqrtf((float)dh), P);
+    return 0;
+}
+
+int attn_store_map_view(const attn_store *s, int step, int slot, int is_cross, int f, const as_view *v, float *P,
+                        float *scratch) {
+    if (!v || (!v->rows && !v->plan && (is_cross || !v->keys))) return attn_store_map(s, step, slot, is_cross, f, P, scratch);
+    const as_entry *e = attn_store_entry(s, step, slot, is_cross);
+    if (!e) return ocd_fail("attention store: no %s entry for step %d, block %d", is_cross ? "cross" : "self", step, slot);
+    const as_layer *l = &s->layers[s->hooked_layer[slot]];
+    const size_t es = dtype_size(s->dtype), Nq = (size_t)l->H * l->W, C = (size_t)l->C;
+    const int nr = v->rows ? v->n_rows : (int)Nq;
+    const int nk_sel = !is_cross && v->keys ? v->n_keys : e->nk_tot;
+    if (v->plan && (is_cross || v->plan->n_tok != nk_sel))
+        return ocd_fail("attention store: a merge plan of %d tokens for %d selected keys", v->plan->n_tok, nk_sel);
+    const uint8_t *d = entry_data(s, e);
+    if (e->kind == AS_MAP) {
+        if (v->plan && v->plan->r > 0) return ocd_fail("attention store: merged keys need a Q/K entry (block %d)", slot);
+        /* full map, then compact rows and keys in place (selections are ascending) and renormalise */
+        const size_t n = (size_t)l->heads * Nq * e->nk_tot;
+        get(s->dtype, P, d + (size_t)f * n * es, n);
+        const int sel = !is_cross && v->keys;
+        float *o = P;
+        for (int h = 0; h < l->heads; h++)
+            for (int i = 0; i < nr; i++) {
+                const float *row = P + ((size_t)h * Nq + (v->rows ? v->rows[i] : i)) * e->nk_tot;
+                float *dst = o;
+                if (sel) {
+                    float sum = 0.0f;
+                    for (int j = 0; j < nk_sel; j++) sum += (*o++ = row[v->keys[j]]);
+                    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                    for (int j = 0; j < nk_sel; j++) dst[j] *= inv;
+                } else {
+                    memmove(o, row, sizeof(float) * e->nk_tot);
+                    o += e->nk_tot;
+                }
+            }
+        return 0;
+    }
+    /* Q/K: the view's query rows, the keys (selected, merged), softmax */
+    float *q = scratch, *k = scratch + Nq * C, *k2 = k + (size_t)e->nk_tot * C;
+    const uint8_t *qd = d + (size_t)f * Nq * C * es;
+    if (v->rows)
+        for (int i = 0; i < nr; i++) get(s->dtype, q + (size_t)i * C, qd + (size_t)v->rows[i] * C * es, C);
+    else get(s->dtype, q, qd, Nq * C);
+    const uint8_t *kd = d + (size_t)s->F * Nq * C * es;
+    if (is_cross) get(s->dtype, k, kd, (size_t)s->n_ctx * C);
+    else {
+        int kv[XF_MAX_KV], n = xf_kv_frames(s->mode, s->least_sc_channel, s->F, f, l->C, kv);
+        for (int i = 0; i < n; i++) get(s->dtype, k + (size_t)i * Nq * C, kd + (size_t)s->kf_index[slot][kv[i]] * Nq * C * es, Nq * C);
+    }
+    int nk = is_cross ? s->n_ctx : e->nk_tot;
+    if (!is_cross && v->keys) {
+        for (int j = 0; j < nk_sel; j++) memcpy(k2 + (size_t)j * C, k + (size_t)v->keys[j] * C, sizeof(float) * C);
+        float *t = k; k = k2, k2 = t;   /* k: the selected keys; k2: free */
+        nk = nk_sel;
+    }
+    if (!is_cross && v->plan) {
+        tome_merge(v->plan, k, (int)C, k2);
+        k = k2;
+        nk = v->plan->n_out;
+    }
+    const int dh = l->C / l->heads;
+    as_softmax_map(q, (int)C, k, (int)C, nr, nk, l->heads, dh, 1.0f / sqrtf((float)dh), P);
     return 0;
 }

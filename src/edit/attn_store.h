@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edit/tome.h"
 #include "edit/xframe.h"
 #include "nn/unet.h"
 
@@ -87,6 +88,7 @@ typedef struct {
     int force;
     int plan_only;           /* lay out and count bytes, allocate nothing (memory estimates) */
     int blend_level;         /* UNet level of the blend-mask layers; -1 = auto (as_blend_level) */
+    int self_qk;             /* keep every self entry as Q/K (token merging / crops read them through a view) */
 } as_config;
 
 /* The blend-mask level FateZero uses at 512 px is the one with a 16x16 grid (down_blocks.2,
@@ -109,6 +111,22 @@ int attn_store_record(attn_store *s, int step, const unet_attn_call *call, const
 /* Source map of frame f: P [heads, Nq, nk_tot]. scratch: attn_store_scratch_floats(). */
 int attn_store_map(const attn_store *s, int step, int slot, int is_cross, int f, float *P, float *scratch);
 size_t attn_store_scratch_floats(const attn_store *s);
+
+/* A view of a source map for token merging and Object-Centric Sampling's crop (ocd-method.md 3.5,
+ * 5.2): only the query rows `rows` (token indices of the frame's grid, ascending), only the keys
+ * `keys` (self: indices into the concatenated key frames' tokens, ascending; ignored for cross),
+ * and those keys merged by `plan` (self, TOME_LAYOUT_TOKEN over the selected keys) before the
+ * softmax. NULL members = all rows / all keys / no merging. From a Q/K entry the map is recomputed
+ * on exactly that layout (so it equals what the inversion's attention over merged keys computed,
+ * up to the store's rounding of q and k); a map entry can be restricted (rows, and keys with the
+ * softmax renormalised over them, which is exact) but not merged. P [heads, n_rows, n_cols]. */
+typedef struct {
+    const int32_t *rows; int n_rows;
+    const int32_t *keys; int n_keys;
+    const tome_plan *plan;
+} as_view;
+int attn_store_map_view(const attn_store *s, int step, int slot, int is_cross, int f, const as_view *v, float *P,
+                        float *scratch);
 
 /* P [heads, Nq, Nk] = softmax(q_h k_h^T * scale) per head; q [Nq, C] (row stride ldq),
  * k [Nk, C] (ldk). */

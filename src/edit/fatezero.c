@@ -4,6 +4,8 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +13,9 @@
 #include "base/util.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
+#include "edit/ocs.h"
 #include "edit/p2p.h"
+#include "edit/tome.h"
 #include "kernels/kernels.h"
 
 #define FZ_MAX_RES 8   /* distinct token grids among the hooked layers */
@@ -50,6 +54,31 @@ struct fz_ctx {
     float *lb_sum;                 /* [F, Nq0] running target score */
     float *lb_mask, *lb_mask2;     /* [F, h, w] */
     uint8_t *need_cross, *need_blend, *need_self; /* [N] */
+    /* solver (ocd-method.md 1): the editing plan; inversion runs the same levels backwards */
+    ocd_plan plan;
+    dpmpp_state st, st2;           /* DPM-Solver++ histories: full frame, crop */
+    float *dpm_buf, *dpm_buf2;     /* [F * lat] each (DPM plans only) */
+    /* K/V token merging (ocd-method.md 3-4) */
+    int tome_on;
+    tome_params tp;
+    tome_plan_store *plans;        /* (timestep, layer, frame) -> plan, from the inversion */
+    tome_plan tplan, cplan;        /* the call's plan; its restriction to the crop */
+    int tok_max, c_max;            /* most window tokens of one self-attention call; widest layer */
+    int32_t *dst;                  /* [tok_max] destination draws of a window's frames */
+    uint8_t *fg;                   /* [tok_max] foreground of a window's tokens */
+    int32_t *row_map, *rows, *keys;/* [tok_max] crop plan scratch, crop query rows, crop keys */
+    float *mrow;                   /* [tok_max] crop rows of a self-blend mask */
+    void *tscratch; size_t tscratch_bytes;
+    float *km, *vm;                /* [tok_max * c_max] merged keys / values */
+    double flop_adj;               /* attention flops of the running forward beyond the UNet's own count */
+    fz_plan_probe probe; void *probe_user;
+    /* foreground mask and Object-Centric Sampling (ocd-method.md 5) */
+    float *mask;                   /* [F, h, w] 0/1, valid when mask_ready */
+    int mask_ready, mask_from_blend, mask_k_end; /* blend-word mask: inversion steps [0, mask_k_end) */
+    float *mask_acc;               /* [F, Nq0] blend-word score summed over those steps */
+    int crop;                      /* the running forward is the foreground crop */
+    ocs_box box;
+    float *zc, *zbg, *feather;     /* [F * lat], [F * lat], [F, h, w] */
     /* run state */
     int phase, step;
     fz_report rep;
@@ -70,6 +99,32 @@ void fz_default_params(fz_params *p) {
     p->store_dtype = AS_F16;
     p->fusion = 1;
     p->clip_norm = 1;
+    /* the accelerations: off (= the fatezero preset); their values when switched on */
+    p->solver = OCD_SOLVER_DDIM;
+    p->tome_ratio = 0.0f;
+    p->tome_min_tokens = 64;
+    p->tome_seed = 0;
+    p->oc_tome_lambda = 0.0f;
+    p->ocs = 0;
+    p->ocs_phi = 4;
+    p->ocs_blend = 0.5;
+    p->ocs_pad = 2;
+    p->ocs_max_area = 0.6;
+    p->mask = NULL;
+    p->mask_threshold = 0.3f;
+    p->mask_dilate = 1;
+}
+
+/* Appends a fallback / decision to the report's note ("; "-separated). */
+static void note(fz_ctx *c, const char *fmt, ...) OCD_PRINTF(2, 3);
+static void note(fz_ctx *c, const char *fmt, ...) {
+    char *n = c->rep.note;
+    size_t len = strlen(n);
+    if (len && len + 2 < sizeof c->rep.note) strcpy(n + len, "; "), len += 2;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n + len, sizeof c->rep.note - len, fmt, ap);
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------ attention hook */
@@ -88,6 +143,44 @@ static int is_blend_slot(const attn_store *s, int slot) {
     return 0;
 }
 
+/* The merge plan of a self-attention call (ocd-method.md 3): made in inversion from the source
+ * keys of the call's window (each window frame's destinations drawn from (seed, timestep, layer,
+ * frame); Object-Centric ToMe lowers the foreground sources' scores), stored under (timestep,
+ * layer, frame) and reused verbatim by both CFG halves of that frame in editing; in the crop it is
+ * restricted to the crop's tokens. */
+static int merge_plan(fz_ctx *c, const unet_attn_call *call, const as_layer *L, int f, int nkv, const float *k,
+                      const ocs_box *cb, const tome_plan **out) {
+    const int t = call->timestep, Hf = L->H, Wf = L->W;
+    if (c->phase == PH_INVERT) {
+        int kv[XF_MAX_KV];
+        xf_kv_frames(c->p.xframe, c->p.least_sc_channel, c->F, f, L->C, kv);
+        const int cells = tome_n_cells(Hf, Wf, c->tp.sx, c->tp.sy), hw = c->h * c->w;
+        const uint8_t *fg = NULL;
+        for (int i = 0; i < nkv; i++) {
+            if (tome_draw_dst(c->p.tome_seed, t, call->layer, kv[i], Hf, Wf, c->tp.sx, c->tp.sy, c->dst + (size_t)i * cells))
+                return -1;
+            if (c->tp.lambda > 0.0f && c->mask_ready) {
+                tome_pool_mask(c->mask + (size_t)kv[i] * hw, c->h, c->w, Hf, Wf, c->fg + (size_t)i * Hf * Wf);
+                fg = c->fg;
+            }
+        }
+        if (tome_kv_plan(&c->tp, k, call->C, Hf, Wf, nkv, c->dst, fg, c->tscratch, c->tscratch_bytes, &c->tplan) ||
+            tome_store_put(c->plans, t, call->layer, f, &c->tplan))
+            return -1;
+        *out = &c->tplan;
+        return 0;
+    }
+    const int rc = tome_store_get(c->plans, t, call->layer, f, &c->tplan);
+    if (rc < 0) return -1;
+    if (!rc)
+        return ocd_fail("token merging: no plan from the inversion for timestep %d, layer %d, frame %d (editing must run on "
+                        "the inversion's timesteps)", t, call->layer, f);
+    if (!c->crop) { *out = &c->tplan; return 0; }
+    if (ocs_crop_plan(&c->tplan, cb, nkv, Hf, Wf, c->row_map, &c->cplan)) return -1;
+    *out = &c->cplan;
+    return 0;
+}
+
 static int fz_attend(void *user, const unet_attn_call *call) {
     fz_ctx *c = user;
     if (call->layer < 0 || call->layer >= c->n_layers) return ocd_fail("fatezero: unexpected attention layer %d", call->layer);
@@ -99,8 +192,28 @@ static int fz_attend(void *user, const unet_attn_call *call) {
         nkv = xf_gather_kv(call, c->p.xframe, c->p.least_sc_channel, F, c->kbuf, c->vbuf, &k, &v);
         if (nkv < 0) return -1;
     }
-    const int Nk = nkv * call->Nk, Nq = call->Nq, C = call->C, heads = call->heads, dh = call->dh;
+    int Nk = nkv * call->Nk;
+    const int Nq = call->Nq, C = call->C, heads = call->heads, dh = call->dh;
     const float *q = call->q + (size_t)call->b * Nq * C;
+    /* the foreground crop at this level: its tokens are a block of the layer's full grid */
+    ocs_box cb = {0, 0, 0, 0};
+    if (c->crop) {
+        cb = ocs_box_level(&c->box, L->level);
+        if (cb.h != call->H || cb.w != call->W)
+            return ocd_fail("OCS: layer %d sees a %dx%d crop, planned %dx%d", call->layer, call->H, call->W, cb.h, cb.w);
+    }
+    const tome_plan *plan = NULL;
+    if (!call->is_cross && c->tome_on) {
+        if (merge_plan(c, call, L, f, nkv, k, &cb, &plan)) return -1;
+        if (c->probe) c->probe(c->probe_user, c->phase == PH_INVERT ? 0 : 1, call, f, nkv, plan);
+        c->rep.tokens_in[L->level & 7] += Nk;
+        c->rep.tokens_merged[L->level & 7] += Nk - plan->n_out;
+        if (plan->r > 0) { /* r = 0: the identity layout, K and V as they are */
+            tome_merge_kv(plan, k, v, C, c->km, c->vm);
+            k = c->km, v = c->vm, Nk = plan->n_out;
+        } else plan = NULL;
+    }
+    if (!call->is_cross) c->flop_adj += 4.0 * Nq * ((double)Nk - call->Nk) * C; /* the UNet counts Nk = own frame */
     int explicit_map = 0, edit = 0, lb = 0;
     const as_entry *e = NULL;
     if (L->hooked && c->store) {
@@ -110,7 +223,7 @@ static int fz_attend(void *user, const unet_attn_call *call) {
         } else if (c->phase == PH_EDIT && branch == call->batch / F - 1) { /* the cond half only */
             const int i = c->step;
             edit = call->is_cross ? c->tab->cross_active[i] : p2p_self_active(c->tab, i);
-            lb = c->p.latent_blend && call->is_cross && is_blend_slot(c->store, L->slot);
+            lb = c->p.latent_blend && !c->crop && call->is_cross && is_blend_slot(c->store, L->slot);
             explicit_map = edit || lb;
         }
     }
@@ -131,13 +244,27 @@ static int fz_attend(void *user, const unet_attn_call *call) {
             p2p_blend_score(mp, 1, heads, Nq, c->tab->blend_alpha[1], c->lb_sum + (size_t)f * Nq, 1);
         }
         if (edit) {
-            if (attn_store_map(c->store, c->N - 1 - i, L->slot, call->is_cross, f, c->S, c->store_scratch)) return -1;
+            /* the source map in this call's layout: the crop's rows and keys, the merged keys */
+            as_view vw = {NULL, 0, NULL, 0, plan};
+            if (c->crop) {
+                ocs_box_tokens(&cb, 1, L->H, L->W, c->rows);
+                vw.rows = c->rows, vw.n_rows = Nq;
+                if (!call->is_cross) {
+                    ocs_box_tokens(&cb, nkv, L->H, L->W, c->keys);
+                    vw.keys = c->keys, vw.n_keys = nkv * Nq;
+                }
+            }
+            if (attn_store_map_view(c->store, c->N - 1 - i, L->slot, call->is_cross, f, &vw, c->S, c->store_scratch)) return -1;
             if (call->is_cross) p2p_cross_edit(c->tab, i, c->S, P, heads, Nq);
             else {
                 const float *M = NULL;
                 if (c->tab->has_blend) {
                     const int r = c->slot_res[L->slot];
-                    M = c->res_mask[r] + (size_t)f * Nq;
+                    M = c->res_mask[r] + (size_t)f * L->H * L->W;
+                    if (c->crop) {
+                        for (int j = 0; j < Nq; j++) c->mrow[j] = M[c->rows[j]];
+                        M = c->mrow;
+                    }
                 }
                 p2p_self_blend(M, c->S, P, heads, Nq, Nk);
             }
@@ -218,6 +345,58 @@ static int lb_active(const fz_ctx *c, int i) {
     return c->p.latent_blend && cnt > (int)(0.2 * c->N) && cnt < (int)(0.8 * c->N);
 }
 
+/* Buffers of the accelerations (solver history, token merging, masks, OCS), all sized here so that
+ * the step loops allocate nothing (the plan store grows in blocks while the inversion fills it). */
+static int plan_accel(fz_ctx *c) {
+    const fz_params *p = &c->p;
+    const size_t n = (size_t)c->F * c->lat, hw = (size_t)c->h * c->w;
+    if (!(p->tome_ratio >= 0.0f && p->tome_ratio <= 1.0f)) return ocd_fail("fatezero: tome_ratio %g is not in [0, 1]", p->tome_ratio);
+    if (p->tome_min_tokens < 0 || !(p->oc_tome_lambda >= 0.0f)) return ocd_fail("fatezero: bad token-merging settings");
+    if (p->ocs && (p->ocs_phi < 1 || !(p->ocs_blend >= 0 && p->ocs_blend <= 1) || p->ocs_pad < 0 || !(p->ocs_max_area >= 0)))
+        return ocd_fail("fatezero: bad OCS settings (phi %d >= 1, blend %g in [0, 1], pad %d >= 0)", p->ocs_phi, p->ocs_blend, p->ocs_pad);
+    if (p->mask_dilate < 0) return ocd_fail("fatezero: mask_dilate %d < 0", p->mask_dilate);
+    if (c->plan.solver == OCD_SOLVER_DPMPP_2M &&
+        (!(c->dpm_buf = ocd_malloc(sizeof(float) * n)) || !(c->dpm_buf2 = ocd_malloc(sizeof(float) * n))))
+        return -1;
+    const int want_mask = p->ocs || p->oc_tome_lambda > 0.0f;
+    if (want_mask && !(c->mask = ocd_calloc(hw * c->F, sizeof(float)))) return -1;
+    /* the blend-word mask (5.1): inversion cross maps of the first half of the inversion steps */
+    c->mask_from_blend = want_mask && !p->mask && has_blend(c) && p->fusion;
+    c->mask_k_end = (c->N + 1) / 2;
+    if (c->mask_from_blend)
+        for (int k = 0; k < c->mask_k_end; k++) c->need_blend[k] = 1;
+    if (p->ocs && (!(c->zc = ocd_malloc(sizeof(float) * n)) || !(c->zbg = ocd_malloc(sizeof(float) * n)) ||
+                   !(c->feather = ocd_malloc(sizeof(float) * hw * c->F))))
+        return -1;
+    c->tome_on = p->tome_ratio > 0.0f || p->oc_tome_lambda > 0.0f;
+    /* window tokens and widths of the self-attention calls (also the crop's lists and masks) */
+    const int kvf = xf_max_kv(p->xframe, c->F);
+    tome_params_default(&c->tp);
+    c->tp.ratio = p->tome_ratio, c->tp.min_tokens = p->tome_min_tokens, c->tp.lambda = p->oc_tome_lambda;
+    for (int i = 0; i < c->n_layers; i++) {
+        const as_layer *l = &c->layers[i];
+        const int tok = kvf * l->H * l->W;
+        if (tok > c->tok_max) c->tok_max = tok;
+        if (l->C > c->c_max) c->c_max = l->C;
+        const size_t sb = tome_kv_scratch_bytes(&c->tp, l->H, l->W, kvf, l->C);
+        if (sb > c->tscratch_bytes) c->tscratch_bytes = sb;
+    }
+    if (p->ocs || c->tome_on) {
+        const size_t tm = (size_t)c->tok_max;
+        if (!(c->rows = ocd_malloc(sizeof(int32_t) * tm)) || !(c->keys = ocd_malloc(sizeof(int32_t) * tm)) ||
+            !(c->mrow = ocd_malloc(sizeof(float) * tm)))
+            return -1;
+    }
+    if (!c->tome_on) return 0;
+    const size_t tm = (size_t)c->tok_max;
+    if (!(c->plans = tome_store_new()) || tome_plan_init(&c->tplan, c->tok_max) || tome_plan_init(&c->cplan, c->tok_max) ||
+        !(c->dst = ocd_malloc(sizeof(int32_t) * tm)) || !(c->fg = ocd_malloc(tm)) ||
+        !(c->row_map = ocd_malloc(sizeof(int32_t) * tm)) || !(c->tscratch = ocd_malloc(c->tscratch_bytes ? c->tscratch_bytes : 1)) ||
+        !(c->km = ocd_malloc(sizeof(float) * tm * c->c_max)) || !(c->vm = ocd_malloc(sizeof(float) * tm * c->c_max)))
+        return -1;
+    return 0;
+}
+
 fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
     if (!m || !p || !m->unet || !m->vae || !m->text || !m->tok) { ocd_fail("fatezero: the model needs a UNet, a VAE and a text encoder"); return NULL; }
     if (F < 1 || H < 8 || W < 8) { ocd_fail("fatezero: bad clip size %d x %dx%d", F, H, W); return NULL; }
@@ -248,9 +427,10 @@ fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
         if (rc) goto fail;
     }
     if (sched_init(&c->sched, &sc)) goto fail;
-    int32_t ts[OCD_MAX_STEPS];
-    if (sched_ddim_timesteps(&c->sched, c->N, ts)) goto fail;
-    for (int i = 0; i < c->N; i++) c->ts[i] = ts[i];
+    if (p->solver != OCD_SOLVER_DDIM && p->solver != OCD_SOLVER_DPMPP_2M) { ocd_fail("fatezero: unknown solver %d", p->solver); goto fail; }
+    /* DDIM: the timesteps FateZero uses; DPM-Solver++: its own, and the inversion walks them backwards */
+    if (sched_plan(&c->plan, &c->sched, (ocd_solver)p->solver, c->N)) goto fail;
+    for (int i = 0; i < c->N; i++) c->ts[i] = c->plan.timesteps[i];
     /* layers */
     c->n_layers = as_layer_plan(uc, c->h, c->w, c->layers, AS_MAX_LAYERS);
     if (c->n_layers < 0) goto fail;
@@ -265,7 +445,7 @@ fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
         size_t nk = (size_t)kvf * Nq;
         if (nk < (size_t)c->n_ctx) nk = c->n_ctx;
         if ((size_t)l->heads * Nq * nk > pmax) pmax = (size_t)l->heads * Nq * nk;
-        if ((Nq + nk) * l->C > qk_max) qk_max = (Nq + nk) * l->C;
+        if ((Nq + 2 * nk) * l->C > qk_max) qk_max = (Nq + 2 * nk) * l->C; /* attn_store_scratch_floats */
         int r = 0;
         while (r < c->n_res && (c->res_h[r] != l->H || c->res_w[r] != l->W)) r++;
         if (r == c->n_res) {
@@ -307,6 +487,7 @@ fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
             c->need_blend[k] = (uint8_t)(has_blend(c) && (self || lb_active(c, i)));
         }
     }
+    if (plan_accel(c)) goto fail;
     c->rep = (fz_report){0};
     return c;
 fail:
@@ -333,6 +514,7 @@ static int plan_blend(fz_ctx *c) {
         return -1;
     for (int r = 0; r < c->n_res; r++)
         if (!(c->res_mask[r] = ocd_malloc(sizeof(float) * c->F * c->res_h[r] * c->res_w[r]))) return -1;
+    if (c->mask_from_blend && !(c->mask_acc = ocd_malloc(sizeof(float) * c->F * Nq0))) return -1;
     if (c->p.latent_blend &&
         (!(c->lb_sum = ocd_malloc(sizeof(float) * c->F * Nq0)) || !(c->lb_mask = ocd_malloc(sizeof(float) * c->F * big)) ||
          !(c->lb_mask2 = ocd_malloc(sizeof(float) * c->F * big))))
@@ -350,12 +532,20 @@ void fz_free(fz_ctx *c) {
     for (int r = 0; r < FZ_MAX_RES; r++) free(c->res_mask[r]);
     free(c->inv_traj); free(c->lb_sum); free(c->lb_mask); free(c->lb_mask2);
     free(c->need_cross);
+    free(c->dpm_buf); free(c->dpm_buf2);
+    tome_store_free(c->plans);
+    tome_plan_free(&c->tplan); tome_plan_free(&c->cplan);
+    free(c->dst); free(c->fg); free(c->row_map); free(c->rows); free(c->keys); free(c->mrow);
+    free(c->tscratch); free(c->km); free(c->vm);
+    free(c->mask); free(c->mask_acc); free(c->zc); free(c->zbg); free(c->feather);
     free(c);
 }
 
 const fz_report *fz_get_report(const fz_ctx *c) { return &c->rep; }
 const attn_store *fz_store(const fz_ctx *c) { return c->store; }
 const int *fz_timesteps(const fz_ctx *c) { return c->ts; }
+const float *fz_mask(const fz_ctx *c) { return c->mask && c->mask_ready ? c->mask : NULL; }
+void fz_set_plan_probe(fz_ctx *c, fz_plan_probe fn, void *user) { c->probe = fn, c->probe_user = user; }
 
 int fz_text_embedding(fz_ctx *c, const char *prompt, float *emb) {
     if (sd_model_encode_prompt(c->m, prompt ? prompt : "", emb)) return ocd_fail_context("text encoder");
@@ -416,6 +606,28 @@ static void set_batch_ctx(fz_ctx *c, int nb, const float *const *embs) {
         for (int f = 0; f < c->F; f++) memcpy(c->emb + ((size_t)b * c->F + f) * E, embs[b], E * sizeof(float));
 }
 
+/* The foreground mask from the blend words (ocd-method.md 5.1): the source blend-word score of the
+ * inversion's cross maps summed over inversion steps [0, mask_k_end), FateZero's mask recipe
+ * (3x3 max pool, resize, per-frame max normalisation) thresholded at mask_threshold, dilated. */
+static int blend_word_mask(fz_ctx *c) {
+    const size_t Nq0 = (size_t)c->h0 * c->w0;
+    memset(c->mask_acc, 0, sizeof(float) * c->F * Nq0);
+    for (int k = 0; k < c->mask_k_end; k++) {
+        if (blend_score(c, k, c->tab->blend_alpha[0])) return -1;
+        for (size_t i = 0; i < (size_t)c->F * Nq0; i++) c->mask_acc[i] += c->bscore[i];
+    }
+    p2p_blend_mask(c->mask_acc, c->F, c->h0, c->w0, c->h, c->w, c->p.mask_threshold, c->mask, c->mask_scratch);
+    ocs_mask_dilate(c->mask, c->F, c->h, c->w, c->p.mask_dilate, c->mask_scratch);
+    c->mask_ready = 1;
+    return 0;
+}
+
+/* Counted work of the forward that just ran (the hook's attention beyond the UNet's own count). */
+static void count_forward(fz_ctx *c, int items) {
+    c->rep.gflop += (unet_last_flops(c->m->unet) + c->flop_adj) * 1e-9;
+    c->rep.unet_calls++, c->rep.unet_items += items;
+}
+
 int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
     double t0 = ocd_now();
     const int F = c->F, N = c->N;
@@ -427,12 +639,21 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
                         .mode = c->p.xframe, .least_sc_channel = c->p.least_sc_channel, .dtype = c->p.store_dtype,
                         .need_cross = c->need_cross, .need_blend = c->need_blend, .need_self = c->need_self,
                         .budget = c->p.attn_budget, .spill_dir = c->p.spill_dir, .force = c->p.store_force,
-                        .blend_level = c->p.blend_level};
+                        .blend_level = c->p.blend_level, .self_qk = c->tome_on};
         if (!(c->store = attn_store_new(&ac)) || plan_blend(c)) return -1;
         c->rep.store_ram_bytes = c->store->ram_bytes, c->rep.store_disk_bytes = c->store->disk_bytes;
         c->rep.store_entries = c->store->n_entries, c->rep.store_recompute_entries = c->store->n_qk;
         if (c->p.latent_blend && !c->inv_traj && !(c->inv_traj = ocd_malloc(sizeof(float) * (N + 1) * n))) return -1;
     }
+    /* the foreground mask: given (binarised at 0.5), or made from the blend words during this inversion */
+    c->mask_ready = 0;
+    if (c->mask && c->p.mask) {
+        memcpy(c->mask, c->p.mask, sizeof(float) * F * c->h * c->w);
+        ocs_mask_binarize(c->mask, F, c->h, c->w, 0.5f);
+        c->mask_ready = 1;
+    }
+    if (c->mask_from_blend && !fz_tables(c, c->p.target)) return -1;
+    if (c->plans) tome_store_clear(c->plans);
     if (fz_text_embedding(c, c->p.source, c->src_emb)) return -1;
     set_batch_ctx(c, 1, (const float *const[]){c->src_emb});
     unet_attn_hook hook = make_hook(c);
@@ -440,23 +661,27 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
     memcpy(z, z0, n * sizeof(float));
     if (traj) memcpy(traj, z0, n * sizeof(float));
     if (c->inv_traj) memcpy(c->inv_traj, z0, n * sizeof(float));
-    c->phase = PH_INVERT;
+    c->crop = 0;
     for (int k = 0; k < N; k++) {
         const int t = c->ts[N - 1 - k];
         for (int b = 0; b < F; b++) c->tvec[b] = (float)t;
         c->step = k;
-        if (unet_forward(c->m->unet, z, c->tvec, c->emb, c->n_ctx, F, c->h, c->w, &hook, c->eps)) {
-            c->phase = PH_NONE;
-            return ocd_fail_context("inversion step %d", k);
-        }
-        c->rep.unet_calls++, c->rep.unet_items += F;
-        ddim_invert_step(&c->sched, N, t, z, c->eps, z, NULL, n);
+        c->phase = PH_INVERT, c->flop_adj = 0;
+        const int rc = unet_forward(c->m->unet, z, c->tvec, c->emb, c->n_ctx, F, c->h, c->w, &hook, c->eps);
+        c->phase = PH_NONE;
+        if (rc) return ocd_fail_context("inversion step %d", k);
+        count_forward(c, F);
+        /* DDIM as FateZero; other plans: the same levels walked backwards (ocd-method.md 1) */
+        if (c->plan.solver == OCD_SOLVER_DDIM) ddim_invert_step(&c->sched, N, t, z, c->eps, z, NULL, n);
+        else if (sampler_invert_step(&c->plan, N - 1 - k, z, c->eps, z, NULL, n)) return -1;
         if (traj) memcpy(traj + (size_t)(k + 1) * n, z, n * sizeof(float));
         if (c->inv_traj) memcpy(c->inv_traj + (size_t)(k + 1) * n, z, n * sizeof(float));
+        /* from here on Object-Centric ToMe knows the foreground */
+        if (c->mask_from_blend && k == c->mask_k_end - 1 && blend_word_mask(c)) return -1;
         progress(c, "invert", k + 1, N);
     }
-    c->phase = PH_NONE;
     if (c->store) c->store->recorded_steps = N;
+    if (c->plans) c->rep.plan_bytes = tome_store_bytes(c->plans);
     memcpy(zT, z, n * sizeof(float));
     c->rep.t_invert += ocd_now() - t0;
     return 0;
@@ -483,12 +708,65 @@ static int latent_blend(fz_ctx *c, int i, float *z) {
     return 0;
 }
 
+/* One editing UNet call at step i (timestep ts[i]) on z [F, lc, hh, ww] (the full frame or the
+ * crop), moving z to level k_to (i + 1, or further for the background branch). */
+static int edit_step(fz_ctx *c, int i, int k_to, float *z, int hh, int ww, dpmpp_state *st, const unet_attn_hook *hook) {
+    const int F = c->F, t = c->ts[i];
+    const size_t n = (size_t)F * c->lc * hh * ww;
+    c->step = i;
+    if (c->p.fusion && c->tab->has_blend && p2p_self_active(c->tab, i) && step_masks(c, i)) return -1;
+    memcpy(c->xin, z, n * sizeof(float));
+    memcpy(c->xin + n, z, n * sizeof(float));
+    for (int b = 0; b < 2 * F; b++) c->tvec[b] = (float)t;
+    c->phase = PH_EDIT, c->flop_adj = 0;
+    const int rc = unet_forward(c->m->unet, c->xin, c->tvec, c->emb, c->n_ctx, 2 * F, hh, ww, hook, c->eps);
+    c->phase = PH_NONE;
+    if (rc) return ocd_fail_context("editing step %d%s", i, c->crop ? " (foreground crop)" : "");
+    count_forward(c, 2 * F);
+    c->rep.unet_full_frame_calls += (double)hh * ww / ((double)c->h * c->w);
+    cfg_combine(c->eps, c->eps + n, c->p.cfg, c->eps_g, n);
+    if (c->plan.solver == OCD_SOLVER_DDIM && k_to == i + 1) ddim_step(&c->sched, c->N, t, z, c->eps_g, z, NULL, n);
+    else if (sampler_step(&c->plan, st, i, k_to, z, c->eps_g, z, NULL, n)) return -1;
+    return 0;
+}
+
+static void reset_solver(fz_ctx *c, dpmpp_state *st, float *buf, size_t n) {
+    if (c->plan.solver == OCD_SOLVER_DPMPP_2M) dpmpp_init(st, buf, n);
+}
+
+/* Whether OCS runs for this clip (ocd-method.md 5.2 item 5): a mask, a non-empty one, a blend step
+ * b >= 1, a crop no larger than ocs_max_area. Sets c->box and *b; says why not in the note. */
+static int ocs_decide(fz_ctx *c, int *b) {
+    if (!c->p.ocs) return 0;
+    if (!c->mask_ready) {
+        note(c, "OCS off: no foreground mask (give a mask, or blend words with attention fusion): plain sampling");
+        return 0;
+    }
+    *b = ocs_blend_step(c->N, c->p.ocs_blend);
+    if (*b < 1) { note(c, "OCS off: blend step round(%g * %d) = 0: plain sampling", c->p.ocs_blend, c->N); return 0; }
+    const unet_config *uc = unet_get_config(c->m->unet);
+    const int align = 1 << (uc->n_levels > 1 ? uc->n_levels - 1 : 0); /* the UNet's downsamplings: 8 for SD 1.x */
+    if (!ocs_crop_box(c->mask, c->F, c->h, c->w, c->p.ocs_pad, align, &c->box)) {
+        note(c, "OCS off: empty mask: plain sampling");
+        return 0;
+    }
+    const double area = ocs_box_area(&c->box, c->h, c->w);
+    if (area > c->p.ocs_max_area) {
+        note(c, "OCS off: the crop %dx%d covers %.0f%% of the %dx%d latent (> %.0f%%): plain sampling", c->box.w, c->box.h,
+             100.0 * area, c->w, c->h, 100.0 * c->p.ocs_max_area);
+        return 0;
+    }
+    c->rep.ocs_area = area;
+    return 1;
+}
+
 int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj, float *z_out) {
     double t0 = ocd_now();
     const int F = c->F, N = c->N;
     const size_t n = (size_t)F * c->lat;
     if (!target) target = c->p.target ? c->p.target : c->p.source;
     if (c->p.fusion && !c->store) return ocd_fail("fatezero: editing with fusion needs a recorded inversion (fz_invert)");
+    if (c->tome_on && !tome_store_count(c->plans)) return ocd_fail("fatezero: token merging needs the inversion's plans (fz_invert)");
     if (!fz_tables(c, target)) return -1;
     if (c->p.fusion && c->tab->has_blend && (!c->store || c->store->n_blend < 1)) return ocd_fail("fatezero: no blend layers");
     if (fz_text_embedding(c, c->p.negative, c->unc_emb) || fz_text_embedding(c, target, c->tgt_emb)) return -1;
@@ -496,21 +774,41 @@ int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj,
     unet_attn_hook hook = make_hook(c);
     if (c->lb_sum) memset(c->lb_sum, 0, sizeof(float) * F * c->h0 * c->w0);
     float *z = c->z;
-    memcpy(z, zT, n * sizeof(float));
-    for (int i = 0; i < N; i++) {
-        const int t = c->ts[i];
-        c->step = i;
-        if (c->p.fusion && c->tab->has_blend && p2p_self_active(c->tab, i) && step_masks(c, i)) return -1;
-        memcpy(c->xin, z, n * sizeof(float));
-        memcpy(c->xin + n, z, n * sizeof(float));
-        for (int b = 0; b < 2 * F; b++) c->tvec[b] = (float)t;
-        c->phase = PH_EDIT;
-        int rc = unet_forward(c->m->unet, c->xin, c->tvec, c->emb, c->n_ctx, 2 * F, c->h, c->w, &hook, c->eps);
-        c->phase = PH_NONE;
-        if (rc) return ocd_fail_context("editing step %d", i);
-        c->rep.unet_calls++, c->rep.unet_items += 2 * F;
-        cfg_combine(c->eps, c->eps + n, c->p.cfg, c->eps_g, n);
-        ddim_step(&c->sched, N, t, z, c->eps_g, z, NULL, n);
+    int b = 0, rc = 0;
+    c->crop = 0;
+    if (ocs_decide(c, &b)) {
+        /* background branch: the full frame at steps 0, phi, 2 phi, ... of [0, b), each jumping to the next */
+        float *zb = c->zbg;
+        memcpy(zb, zT, n * sizeof(float));
+        reset_solver(c, &c->st, c->dpm_buf, n);
+        for (int k = 0; k < b && !rc; k += c->p.ocs_phi) {
+            const int kt = k + c->p.ocs_phi < b ? k + c->p.ocs_phi : b;
+            rc = edit_step(c, k, kt, zb, c->h, c->w, &c->st, &hook);
+            if (traj && !rc)
+                for (int j = k; j < kt; j++) memcpy(traj + (size_t)j * n, zb, n * sizeof(float));
+        }
+        /* foreground branch: the crop, steps 0..b-1 */
+        const ocs_box *bx = &c->box;
+        const size_t nc = (size_t)F * c->lc * bx->h * bx->w;
+        ocs_crop(zT, F, c->lc, c->h, c->w, bx, c->zc);
+        reset_solver(c, &c->st2, c->dpm_buf2, nc);
+        c->crop = 1;
+        for (int i = 0; i < b && !rc; i++) {
+            rc = edit_step(c, i, i + 1, c->zc, bx->h, bx->w, &c->st2, &hook);
+            progress(c, "edit", i + 1, N);
+        }
+        c->crop = 0;
+        if (rc) return -1;
+        /* blend at t_b: z = M paste(z_fg) + (1 - M) z_bg, M feathered by one pixel */
+        ocs_feather(c->mask, F, c->h, c->w, bx, c->feather);
+        memcpy(z, zb, n * sizeof(float));
+        ocs_blend(z, c->zc, c->feather, F, c->lc, c->h, c->w, bx);
+        if (traj) memcpy(traj + (size_t)(b - 1) * n, z, n * sizeof(float));
+    } else memcpy(z, zT, n * sizeof(float));
+    /* joint steps b..N-1 on the full frame (all steps without OCS); the history restarts here */
+    reset_solver(c, &c->st, c->dpm_buf, n);
+    for (int i = b; i < N; i++) {
+        if (edit_step(c, i, i + 1, z, c->h, c->w, &c->st, &hook)) return -1;
         if (c->p.fusion && c->tab->has_blend && lb_active(c, i) && c->inv_traj && latent_blend(c, i, z)) return -1;
         if (traj) memcpy(traj + (size_t)i * n, z, n * sizeof(float));
         progress(c, "edit", i + 1, N);

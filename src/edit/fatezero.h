@@ -6,6 +6,11 @@
  * controller (p2p.h) edits the cond half's attention of the hooked layers (Nq <= 1024) ->
  * VAE decode -> frames [F, 3, H, W] in [-1, 1].
  *
+ * The paper's accelerations (ocd-method.md 1, 3-5; presets in edit/presets.h) plug into the same
+ * pipeline: the solver (DPM-Solver++ 2M, inversion on its timesteps), K/V token merging in every
+ * self-attention with plans made in inversion and reused in editing, Object-Centric ToMe, and
+ * Object-Centric Sampling (edit/ocs.h). All off in fz_default_params (= FateZero).
+ *
  * Two ways in: fz_edit() runs everything; the staged API (fz_new, fz_encode, fz_invert,
  * fz_edit_latents, fz_decode) lets a caller start any stage from its own values (golden probes,
  * several edits from one inversion). */
@@ -96,7 +101,7 @@ typedef struct {
     size_t plan_bytes;                             /* token-merging plans kept from inversion */
     long tokens_in[8], tokens_merged[8];           /* K/V tokens seen / merged away, per UNet level */
     double ocs_area;                               /* foreground crop area fraction; 0 = OCS off */
-    double unet_full_frame_calls;                  /* UNet work in full-frame call units (OCS cost, 5.2) */
+    double unet_full_frame_calls;                  /* editing UNet work in full-frame call units (OCS cost, 5.2) */
     char note[256];                                /* fallbacks taken ("empty mask: plain sampling", ...) */
 } fz_report;
 
@@ -146,7 +151,15 @@ const struct p2p_tables *fz_tables(fz_ctx *c, const char *target);
 const fz_report *fz_get_report(const fz_ctx *c);
 /* The attention store of the last fz_invert (NULL without fusion). */
 const attn_store *fz_store(const fz_ctx *c);
-/* The ddim timesteps of the run, descending [N]. */
+/* The timesteps of the run (the solver plan's), descending [N]. */
 const int *fz_timesteps(const fz_ctx *c);
+/* The foreground mask [F, h, w] (0/1) of the last inversion: p->mask binarised, or the blend-word
+ * mask (ocd-method.md 5.1); NULL when there is none (yet). */
+const float *fz_mask(const fz_ctx *c);
+/* Token-merging probe: called for every self-attention item that merges K/V, with the plan it
+ * uses (phase 0: inversion, the plan just made; 1: editing, the inversion's plan, or its
+ * restriction to the OCS crop). n_kv: the window's frames; call->b / F: the CFG half. */
+typedef void (*fz_plan_probe)(void *user, int phase, const unet_attn_call *call, int frame, int n_kv, const tome_plan *plan);
+void fz_set_plan_probe(fz_ctx *c, fz_plan_probe fn, void *user);
 
 #endif

@@ -89,4 +89,46 @@ void k_upsample_nearest(float *y, const float *x, int C, int H, int W, int Ho, i
 /* x[C, HW] -> y[HW, C] and back. */
 void k_transpose(float *y, const float *x, int rows, int cols);
 
+/* ---- BF16 path (AMX-BF16 tile multiply, fp32 accumulation) ----
+ * Weights are packed once into bf16 layouts made for the tile unit (k_bf16_pack_*);
+ * activations are rounded to bf16 (nearest even) on the fly, accumulation is fp32.
+ * Every output element is one fixed-order sum (tile k-steps in order), so results do not
+ * depend on the thread count. Only CPUs with AMX-BF16 (and an OS granting the tile state)
+ * run it: on this Sapphire Rapids a 512-bit vdpbf16ps runs at ~80 GFLOP/s per core,
+ * below the fp32 FMA path (~175), so an AVX512-BF16 kernel would be a slowdown; callers
+ * fall back to fp32 when k_bf16_available() is 0. */
+int k_bf16_available(void);                 /* CPU + OS support, probed once; OCD_NO_AMX=1 says 0 */
+uint16_t k_f32_to_bf16(float f);            /* round to nearest even (NaN payloads not kept) */
+float k_bf16_to_f32(uint16_t h);
+
+enum { K_BF16_LINEAR, K_BF16_CONV_TAPS, K_BF16_CONV_COLS };
+typedef struct {
+    int kind;          /* K_BF16_LINEAR: W[N, K]; _CONV_TAPS: stride-1 conv; _CONV_COLS: other strides */
+    int rows, cols;    /* logical fp32 matrix: linear N x K; conv co x (ci kh kw) */
+    int ci, kh, kw;    /* conv */
+    int kp;            /* padded k extent per row (multiple of 32) */
+    int rp;            /* padded row count (linear: N to 32; conv: co to 16) */
+    uint16_t *p;       /* packed bf16 data, k_bf16_packed_elems() of them */
+} k_bf16_weight;
+/* Describes (no data yet) the packing of a linear W[N, K] or of conv weights W[co, ci, kh, kw]
+ * used with this stride. */
+k_bf16_weight k_bf16_linear_desc(int K, int N);
+k_bf16_weight k_bf16_conv_desc(int co, int ci, int kh, int kw, int stride);
+size_t k_bf16_packed_elems(const k_bf16_weight *d);
+void k_bf16_pack(const k_bf16_weight *d, uint16_t *dst, const float *w);   /* w in PyTorch layout */
+void k_bf16_unpack(const k_bf16_weight *d, float *w, const uint16_t *src);  /* back to fp32 (bf16 values) */
+
+/* y[M, N] = x[M, K] W^T + b, W packed by k_bf16_linear_desc(K, N). */
+void k_linear_bf16(float *y, const float *x, const k_bf16_weight *w, const float *b, int M, int K, int N);
+void k_linear_bf16_ref(float *y, const float *x, const k_bf16_weight *w, const float *b, int M, int K, int N);
+/* Convolutions as k_conv2d / k_conv2d_up2 with packed weights (k_bf16_conv_desc(..., s->stride)). */
+size_t k_conv2d_bf16_scratch_floats(const k_conv_shape *s);
+size_t k_conv2d_up2_bf16_scratch_floats(const k_conv_shape *s);
+void k_conv2d_bf16(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s, float *scratch);
+void k_conv2d_up2_bf16(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s,
+                       float *scratch);
+/* References: x rounded to bf16, weights unpacked, double accumulation. */
+void k_conv2d_bf16_ref(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s);
+void k_conv2d_up2_bf16_ref(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s);
+
 #endif

@@ -1,9 +1,10 @@
 /* A small pixel judge for the toy world (models/toy-sd, examples/toy-clip): what colour is the
  * object, and how much did the background change. After the fixtures' toyworld.classify:
  * per-row background from the 4 leftmost and 4 rightmost columns, object = the largest
- * 4-connected region differing from it, colour = nearest palette entry to the region's median. */
-#ifndef OCD_TESTS_TOYJUDGE_H
-#define OCD_TESTS_TOYJUDGE_H
+ * 4-connected region differing from it, colour = nearest palette entry to the region's median.
+ * In the library (not only the tests) because `ocd bench edit` judges toy-model runs with it. */
+#ifndef OCD_EDIT_TOYJUDGE_H
+#define OCD_EDIT_TOYJUDGE_H
 
 #include <stdint.h>
 

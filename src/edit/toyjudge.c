@@ -1,4 +1,4 @@
-#include "toyjudge.h"
+#include "edit/toyjudge.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -23,6 +23,11 @@ int toy_object_colour(const uint8_t *rgb, int w, int h, uint8_t *mask_out) {
     const int n = w * h;
     uint8_t *diff = calloc(n, 1);
     int *label = calloc(n, sizeof *label), *queue = malloc(sizeof(int) * n);
+    if (!diff || !label || !queue) { /* out of memory: no verdict */
+        free(diff); free(label); free(queue);
+        if (mask_out) memset(mask_out, 0, n);
+        return -1;
+    }
     /* per-row background: median of the 4 leftmost and 4 rightmost pixels */
     for (int y = 0; y < h; y++) {
         uint8_t bg[3], v[8];
@@ -62,18 +67,18 @@ int toy_object_colour(const uint8_t *rgb, int w, int h, uint8_t *mask_out) {
     if (best_size >= 4) {
         uint8_t *vals = malloc(best_size);
         float med[3];
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < 3 && vals; c++) {
             int k = 0;
             for (int i = 0; i < n; i++) if (label[i] == best) vals[k++] = rgb[i * 3 + c];
             med[c] = median_u8(vals, k) / 255.0f;
         }
-        free(vals);
         float bd = 1e9f;
-        for (int p = 0; p < TOY_N_COLOURS; p++) {
+        for (int p = 0; p < TOY_N_COLOURS && vals; p++) {
             float d = 0;
             for (int c = 0; c < 3; c++) d += (med[c] - k_palette[p][c]) * (med[c] - k_palette[p][c]);
             if (d < bd) { bd = d; colour = p; }
         }
+        free(vals);
     }
     if (mask_out) for (int i = 0; i < n; i++) mask_out[i] = best_size >= 4 && label[i] == best;
     free(diff);
