@@ -1,5 +1,6 @@
 /* Text encoder and UNet against the PyTorch goldens, from the diffusers folder and from
  * the single LDM file (same weights, other names). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -63,6 +64,31 @@ static void check_unet(model_files *m, const char *tag) {
     check_unet_case(u, "unet_odd");
     t_check(unet_arena_grows(u) == grows, "unet arena: no allocation on repeat", "arena %zu bytes, %d grows",
             unet_arena_bytes(u), unet_arena_grows(u));
+    /* bf16 (AMX) against this fp32 build on the same inputs, then back to fp32 */
+    {
+        st_file *g = golden_open("unet_b2_cfg");
+        const st_tensor *lt = st_find(g, "latent"), *ct = st_find(g, "context");
+        int B = (int)lt->shape[0], H = (int)lt->shape[2], W = (int)lt->shape[3], nc = (int)ct->shape[1];
+        float *lat = golden_f32(g, "latent"), *ctx = golden_f32(g, "context"), *ts = golden_f32(g, "timestep");
+        float *e32 = malloc(sizeof(float) * lt->numel), *e16 = malloc(sizeof(float) * lt->numel);
+        int rc = unet_forward(u, lat, ts, ctx, nc, B, H, W, NULL, e32) || unet_set_precision(u, 1) ||
+                 unet_forward(u, lat, ts, ctx, nc, B, H, W, NULL, e16);
+        double d2 = 0, r2 = 0;
+        for (size_t i = 0; !rc && i < (size_t)lt->numel; i++) {
+            d2 += ((double)e16[i] - e32[i]) * ((double)e16[i] - e32[i]);
+            r2 += (double)e32[i] * e32[i];
+        }
+        snprintf(name, sizeof name, "%s unet bf16 vs fp32 (unet_b2_cfg)", tag);
+        if (unet_precision_bf16(u))
+            t_check(!rc && sqrt(d2 / r2) < 1e-2, name, "relative L2 error %.2e (< 1e-2), bf16 weights %.1f KiB",
+                    sqrt(d2 / (r2 > 0 ? r2 : 1)), unet_bf16_weight_bytes(u) / 1024.0);
+        else
+            t_check(!rc, name, "no AMX-BF16 here: stayed fp32");
+        rc = unet_set_precision(u, 0);
+        t_check(!rc && !unet_precision_bf16(u), "unet back to fp32", "%s", rc ? ocd_last_error() : "ok");
+        free(lat); free(ctx); free(ts); free(e32); free(e16);
+        st_close(g);
+    }
     unet_free(u);
 }
 

@@ -2,6 +2,7 @@
  * machine gave: time per call (min / median), counted GFLOP, effective GFLOP/s, % of the
  * sgemm peak measured here and now, and peak RSS. Never a timed unit test. */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@ static const opt_spec k_opts[] = {
     {"--batch", 1, "batch size (default 1; 2 = one guided step)"},
     {"--threads", 1, "threads (default: all cores)"},
     {"--repeat", 1, "timed calls (default 3)"},
+    {"--precision", 1, "fp32|bf16|both: UNet/VAE convs and linears (bf16 needs AMX-BF16; both = fp32 then bf16, compared)"},
+    {"--tile", 1, "VAE tile size in pixels (default 512: larger frames go by tiles; 0 = never tile)"},
     {"--help", 0, "this text"},
     {0, 0, 0},
 };
@@ -123,8 +126,29 @@ int cmd_bench(int argc, char **argv) {
         out = malloc(sizeof(float) * B * 77 * m.clip_cfg.hidden);
         if (!in || !out) { ocd_fail("out of memory"); goto done; }
     }
+    long tile;
+    if (args_int(&a, "--tile", VAE_TILE_DEFAULT, 0, 1 << 16, &tile)) goto done;
+    if ((which == 1 || which == 2) && vae_set_tiling(m.vae, (int)tile, tile && tile < 4 * VAE_OVERLAP_DEFAULT ? (int)tile / 8 / 4 * 8 : VAE_OVERLAP_DEFAULT))
+        goto done;
+    const char *prec = args_str(&a, "--precision", "fp32");
+    const int both = !strcmp(prec, "both");
+    if (strcmp(prec, "fp32") && strcmp(prec, "bf16") && !both) { ocd_fail("--precision must be fp32, bf16 or both"); goto done; }
+    /* the output compared between passes: eps, the last decoded image, the moments, the text states */
+    const size_t n_out = which == 0 ? (size_t)B * m.unet_cfg.out_ch * h * w : which == 1 ? (size_t)3 * S * S
+                         : which == 2 ? (size_t)2 * m.vae_cfg.latent_channels * h * w : (size_t)B * 77 * m.clip_cfg.hidden;
+    float *out_ref = both ? malloc(sizeof(float) * n_out) : NULL;
+    double t_ref = 0;
+    if (both && !out_ref) { ocd_fail("out of memory"); goto done; }
+    for (int pass = 0; pass < 1 + both; pass++) {
+    const int bf = both ? pass : !strcmp(prec, "bf16");
+    if ((which == 0 && unet_set_precision(m.unet, bf)) || ((which == 1 || which == 2) && vae_set_precision(m.vae, bf))) {
+        free(out_ref);
+        goto done;
+    }
+    const int bf_on = which == 0 ? unet_precision_bf16(m.unet) : which == 1 || which == 2 ? vae_precision_bf16(m.vae) : 0;
+    if (bf) printf("precision   %s\n", bf_on ? "bf16 (AMX-BF16), fp32 accumulation" : "fp32 (bf16 unavailable)");
     double *times = malloc(sizeof(double) * (repeat + 1));
-    if (!times) { ocd_fail("out of memory"); goto done; }
+    if (!times) { free(out_ref); ocd_fail("out of memory"); goto done; }
     for (int r = 0; r <= repeat; r++) { /* call 0 plans memory and warms up */
         double t1 = ocd_now();
         int err = 0;
@@ -143,20 +167,38 @@ int cmd_bench(int argc, char **argv) {
             err = clip_encode(m.text, ids, B, out);
             flops = clip_flops(&m.clip_cfg, B);
         }
-        if (err) { free(times); goto done; }
+        if (err) { free(times); free(out_ref); goto done; }
         times[r] = ocd_now() - t1;
         if (r == 0) printf("warm-up     %.3f s\n", times[0]);
     }
     qsort(times + 1, repeat, sizeof(double), cmp_double);
     double tmin = times[1], tmed = times[1 + repeat / 2];
     free(times);
-    printf("\nbench %s: %s, %dx%d px (latent %dx%d), batch %d, %d threads, %ld runs\n", net, m.files.path, S, S, h, w, B,
-           threads, repeat);
+    printf("\nbench %s: %s, %dx%d px (latent %dx%d), batch %d, %d threads, %ld runs, %s\n", net, m.files.path, S, S, h,
+           w, B, threads, repeat, bf_on ? "bf16" : "fp32");
     printf("  time/call    min %.3f s   median %.3f s\n", tmin, tmed);
     printf("  counted      %.1f GFLOP per call\n", flops / 1e9);
     printf("  effective    %.1f GFLOP/s (best)   %.1f GFLOP/s (median)\n", flops / tmin / 1e9, flops / tmed / 1e9);
     printf("  %% of peak    %.1f %% of sgemm %.1f GFLOP/s\n", 100.0 * flops / tmin / 1e9 / peak, peak);
     printf("  peak RSS     %.1f MiB\n", ocd_peak_rss_bytes() / 1048576.0);
+    const float *res = which == 2 ? in2 : out;
+    if (both && pass == 0) {
+        memcpy(out_ref, res, sizeof(float) * n_out);
+        t_ref = tmin;
+    } else if (both) {
+        double d2 = 0, r2 = 0, dmax = 0, rmax = 0;
+        for (size_t i = 0; i < n_out; i++) {
+            double d = (double)res[i] - out_ref[i];
+            d2 += d * d;
+            r2 += (double)out_ref[i] * out_ref[i];
+            if (fabs(d) > dmax) dmax = fabs(d);
+            if (fabs(out_ref[i]) > rmax) rmax = fabs(out_ref[i]);
+        }
+        printf("\n  bf16 vs fp32 speed-up x%.2f (best times); output relative L2 error %.2e, max |diff| %.3g (max |fp32| %.3g)\n",
+               t_ref / tmin, sqrt(d2 / (r2 > 0 ? r2 : 1)), dmax, rmax);
+    }
+    }
+    free(out_ref);
     rc = 0;
 done:
     free(in); free(in2); free(in3); free(out);

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -115,12 +117,12 @@ typedef struct {
 } bench_ctx;
 
 typedef struct {
-    int ok, signal;
+    int ok, signal, has_mask;
     char err[512];
     fz_report rep;
     double t_load, t_run;
     size_t peak_rss;
-} run_shm; /* followed by the frames, RGB8 [F, S, S, 3] */
+} run_shm; /* followed by the frames, RGB8 [F, S, S, 3], and the run's mask [F, S/8, S/8] */
 
 typedef struct {
     const bench_run *def;
@@ -129,6 +131,7 @@ typedef struct {
     double beta;
     run_shm r;
     uint8_t *rgb; /* [F, S, S, 3], NULL when the run failed */
+    float *mask;  /* [F, S/8, S/8] the run's foreground mask (fz_mask), NULL = none */
     double psnr_in, psnr_out, psnr_all, ssim_in, ssim_out, ssim_all, bg_psnr, cons;
     int hits; /* frames of the target colour; -1 = not judged */
     /* --estimate */
@@ -172,20 +175,35 @@ static int run_params(const bench_ctx *bc, const bench_run *def, fz_params *p) {
     return 0;
 }
 
-/* One run, in whatever process calls it; fills sh and rgb. */
-static void run_one(const bench_ctx *bc, const fz_params *p, run_shm *sh, uint8_t *rgb) {
+/* One run, in whatever process calls it; fills sh, rgb and (when the run had one) its foreground
+ * mask [F, S/8, S/8]. fz_edit's stages, called one by one to read the mask after inversion. */
+static void run_one(const bench_ctx *bc, const fz_params *p, run_shm *sh, uint8_t *rgb, float *mask) {
     const int F = bc->F, S = bc->S;
     sd_model m;
-    float *out = NULL;
+    fz_ctx *c = NULL;
+    float *out = NULL, *z0 = NULL, *zT = NULL;
     double t0 = ocd_now();
     ocd_clear_error();
     if (app_set_threads(&bc->a) || app_load_model(&bc->a, &m)) goto fail;
     sh->t_load = ocd_now() - t0;
-    if (!(out = malloc(sizeof(float) * F * 3 * S * S))) { ocd_fail("out of memory"); sd_model_free(&m); goto fail; }
+    const size_t nz = (size_t)F * m.vae_cfg.latent_channels * (S / 8) * (S / 8);
+    out = malloc(sizeof(float) * F * 3 * S * S);
+    z0 = malloc(sizeof(float) * nz);
+    zT = malloc(sizeof(float) * nz);
     t0 = ocd_now();
-    int err = fz_edit(&m, bc->frames, F, S, S, p, out, &sh->rep);
+    int err = !out || !z0 || !zT ? ocd_fail("out of memory") : !(c = fz_new(&m, p, F, S, S)) ? -1 : 0;
+    if (!err) err = fz_encode(c, bc->frames, z0) || fz_invert(c, z0, NULL, zT);
+    if (!err && fz_mask(c)) {
+        memcpy(mask, fz_mask(c), sizeof(float) * F * (S / 8) * (S / 8));
+        sh->has_mask = 1;
+    }
+    if (!err) err = fz_edit_latents(c, p->target, zT, NULL, z0) || fz_decode(c, z0, out);
+    if (c) sh->rep = *fz_get_report(c);
     sh->t_run = ocd_now() - t0;
+    fz_free(c);
     sd_model_free(&m);
+    free(z0);
+    free(zT);
     if (err) goto fail;
     for (int f = 0; f < F; f++) image_from_f32(out + (size_t)f * 3 * S * S, S, S, rgb + (size_t)f * S * S * 3);
     free(out);
@@ -199,11 +217,13 @@ fail:
 }
 
 static int run_forked(const bench_ctx *bc, const fz_params *p, run_result *res) {
-    const size_t fb = (size_t)bc->F * bc->S * bc->S * 3, bytes = sizeof(run_shm) + fb;
+    const size_t fb = (size_t)bc->F * bc->S * bc->S * 3, mb = sizeof(float) * bc->F * (bc->S / 8) * (bc->S / 8);
+    const size_t bytes = sizeof(run_shm) + fb + mb;
     if (bc->no_fork) {
         memset(&res->r, 0, sizeof res->r);
-        if (!(res->rgb = malloc(fb))) return ocd_fail("out of memory");
-        run_one(bc, p, &res->r, res->rgb);
+        if (!(res->rgb = malloc(fb)) || !(res->mask = malloc(mb))) return ocd_fail("out of memory");
+        run_one(bc, p, &res->r, res->rgb, res->mask);
+        if (!res->r.has_mask) { free(res->mask); res->mask = NULL; }
         return 0;
     }
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -212,10 +232,13 @@ static int run_forked(const bench_ctx *bc, const fz_params *p, run_result *res) 
     memset(sh, 0, sizeof *sh);
     fflush(stdout);
     fflush(stderr);
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) { munmap(mem, bytes); return ocd_fail("fork failed"); }
     if (pid == 0) {
-        run_one(bc, p, sh, (uint8_t *)(sh + 1));
+        /* a run outlives nothing: if the bench is killed, so is its run */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent) _exit(1);
+        run_one(bc, p, sh, (uint8_t *)(sh + 1), (float *)((uint8_t *)(sh + 1) + fb));
         _exit(sh->ok ? 0 : 1);
     }
     int status = 0;
@@ -229,8 +252,9 @@ static int run_forked(const bench_ctx *bc, const fz_params *p, run_result *res) 
     /* VmHWM read by the child at its end; ru_maxrss (KiB) covers a child that died early */
     if ((size_t)ru.ru_maxrss * 1024 > res->r.peak_rss) res->r.peak_rss = (size_t)ru.ru_maxrss * 1024;
     if (res->r.ok && (res->rgb = malloc(fb))) memcpy(res->rgb, sh + 1, fb);
+    if (res->r.ok && res->r.has_mask && (res->mask = malloc(mb))) memcpy(res->mask, (uint8_t *)(sh + 1) + fb, mb);
     munmap(mem, bytes);
-    if (res->r.ok && !res->rgb) return ocd_fail("out of memory");
+    if (res->r.ok && (!res->rgb || (res->r.has_mask && !res->mask))) return ocd_fail("out of memory");
     return 0;
 }
 
@@ -248,22 +272,30 @@ static float *latent_of(const uint8_t *pix, int F, int S) {
     return m;
 }
 
+/* pix_mask = the judge's object region of each source frame, grown by 3 px (the toy edit test's
+ * background margin). */
+static int toy_region(bench_ctx *bc) {
+    const int F = bc->F, S = bc->S;
+    uint8_t *obj = malloc((size_t)S * S), *keep = malloc((size_t)S * S);
+    if (!bc->pix_mask) bc->pix_mask = calloc((size_t)F * S * S, 1);
+    if (!obj || !keep || !bc->pix_mask) { free(obj); free(keep); return ocd_fail("out of memory"); }
+    for (int f = 0; f < F; f++) {
+        toy_object_colour(bc->src_rgb + (size_t)f * S * S * 3, S, S, obj);
+        toy_background_of(obj, S, S, 3, keep);
+        for (int i = 0; i < S * S; i++) bc->pix_mask[(size_t)f * S * S + i] = !keep[i];
+    }
+    free(obj);
+    free(keep);
+    return 0;
+}
+
 static int make_masks(bench_ctx *bc) {
     const int F = bc->F, S = bc->S;
     const char *ms = bc->mask_src;
     if (!strcmp(ms, "none")) { bc->mask_what = "none (inside/outside fidelity n/a; the runs derive OCS masks from --blend-words, if any)"; return 0; }
     if (!(bc->pix_mask = calloc((size_t)F * S * S, 1))) return ocd_fail("out of memory");
     if (!strcmp(ms, "toy")) {
-        /* the judge's object region of each source frame, grown by 3 px (the toy edit test's background margin) */
-        uint8_t *obj = malloc((size_t)S * S), *keep = malloc((size_t)S * S);
-        if (!obj || !keep) { free(obj); free(keep); return ocd_fail("out of memory"); }
-        for (int f = 0; f < F; f++) {
-            toy_object_colour(bc->src_rgb + (size_t)f * S * S * 3, S, S, obj);
-            toy_background_of(obj, S, S, 3, keep);
-            for (int i = 0; i < S * S; i++) bc->pix_mask[(size_t)f * S * S + i] = !keep[i];
-        }
-        free(obj);
-        free(keep);
+        if (toy_region(bc)) return -1;
         bc->mask_what = "toy: the pixel judge's object region of each source frame + 3 px (given to every run as --mask)";
     } else {
         ocd_video mv = {0};
@@ -765,6 +797,23 @@ int cmd_bench_edit(int argc, char **argv) {
         } else printf(" FAILED: %s\n", r->r.err);
         if (!strcmp(r->def->name, "fatezero") && r->r.ok) ref = r;
     }
+    if (!bc.pix_mask) /* no --mask: the ocd run's own foreground mask (blend words), upsampled x8 */
+        for (int i = 0; i < n && !bc.pix_mask; i++) {
+            if (strcmp(rs[i].def->name, "ocd") || !rs[i].mask) continue;
+            const int S8 = bc.S / 8;
+            if (!(bc.pix_mask = malloc((size_t)bc.F * bc.S * bc.S))) { ocd_fail("out of memory"); goto done; }
+            for (int f = 0; f < bc.F; f++)
+                for (int y = 0; y < bc.S; y++)
+                    for (int x = 0; x < bc.S; x++)
+                        bc.pix_mask[((size_t)f * bc.S + y) * bc.S + x] = rs[i].mask[((size_t)f * S8 + y / 8) * S8 + x / 8] > 0.5f;
+            bc.mask_what = "the ocd run's foreground mask (blend words, ocd-method.md 5.1), x8 nearest";
+            printf("mask        %s\n", bc.mask_what);
+        }
+    if (!bc.pix_mask && bc.toy) { /* last resort on the toy model: the judge's object region, fidelity only */
+        if (toy_region(&bc)) goto done;
+        bc.mask_what = "toy: the pixel judge's object region of each source frame + 3 px (fidelity only)";
+        printf("mask        %s\n", bc.mask_what);
+    }
     for (int i = 0; i < n; i++) judge_run(&bc, &rs[i], ref);
     const double load1 = load_avg();
     print_table(&bc, rs, n);
@@ -783,7 +832,7 @@ int cmd_bench_edit(int argc, char **argv) {
         if (!rs[i].r.ok && n_failed++ == 0) first = i;
     if (!rc && n_failed) rc = ocd_fail("%d of %d runs failed (first: %s: %s)", n_failed, n, rs[first].def->name, rs[first].r.err);
 done:
-    for (int i = 0; i < N_RUNS; i++) free(rs[i].rgb);
+    for (int i = 0; i < N_RUNS; i++) { free(rs[i].rgb); free(rs[i].mask); }
     free(rs);
     free(bc.frames);
     free(bc.src_rgb);

@@ -13,6 +13,8 @@
 #include "base/progress.h"
 #include "base/util.h"
 #include "edit/fatezero.h"
+#include "edit/ocs.h"
+#include "edit/presets.h"
 #include "io/image.h"
 #include "io/video.h"
 
@@ -28,7 +30,9 @@ static const opt_spec k_opts[] = {
     {"--source", 1, "source prompt (describes the input)"},
     {"--target", 1, "target prompt (the edit)"},
     {"--negative", 1, "negative prompt (default \"\")"},
-    {"--steps", 1, "DDIM steps for inversion and editing (default 50)"},
+    {"--preset", 1, "fatezero|optimized|ocd: the paper's settings (default fatezero); the flags below override them"},
+    {"--sampler", 1, "ddim|dpmpp-2m: solver of editing; inversion runs on the same timesteps (preset's)"},
+    {"--steps", 1, "steps for inversion and editing (fatezero 50, optimized/ocd 20)"},
     {"--cfg", 1, "guidance scale (default 7.5)"},
     {"--cross-replace", 1, "cross-attention replacement fraction (default 0.8)"},
     {"--cross-words", 1, "per-word cross-replace bounds: word=hi[,word=lo:hi...]"},
@@ -44,6 +48,19 @@ static const opt_spec k_opts[] = {
     {"--attn-budget", 1, "RAM for the attention store, e.g. 512M, 2G (default unlimited); beyond it spills to disk"},
     {"--spill-dir", 1, "folder of the spill file (default $TMPDIR or /tmp)"},
     {"--no-fusion", 0, "plain inversion + regeneration (no attention fusion)"},
+    {"--tome-ratio", 1, "K/V token merging in self-attention: fraction of sources merged (0 = off; optimized/ocd 0.5)"},
+    {"--tome-min-tokens", 1, "tokens kept per frame at least (default 64)"},
+    {"--tome-seed", 1, "seed of the per-frame destination draws (default 0)"},
+    {"--oc-tome-lambda", 1, "Object-Centric ToMe: foreground sources' score lowered by this (ocd 1.0; 0 = off)"},
+    {"--ocs", 0, "Object-Centric Sampling on (ocd preset)"},
+    {"--no-ocs", 0, "Object-Centric Sampling off"},
+    {"--ocs-phi", 1, "background branch every phi-th step (default 4)"},
+    {"--ocs-blend", 1, "blend step as a fraction beta of the steps (default 0.5)"},
+    {"--ocs-pad", 1, "crop padding in latent pixels (default 2)"},
+    {"--ocs-max-area", 1, "skip OCS when the crop covers more of the frame (default 0.6)"},
+    {"--mask", 1, "foreground mask: video or folder of frames, white = foreground (default: from --blend-words)"},
+    {"--mask-threshold", 1, "blend-word mask threshold (default 0.3)"},
+    {"--mask-dilate", 1, "blend-word mask dilation in latent pixels (default 1)"},
     {"--per-frame-norm", 0, "GroupNorm statistics per frame (default: over the clip, as FateZero's 3-D UNet)"},
     {"--out", 1, "output: .mp4, .gif or a folder/ of PNGs"},
     {"--side-by-side", 1, "also write source | edit next to each other to this file"},
@@ -148,8 +165,40 @@ typedef struct {
     char cross_words[1024], reweight[1024];
 } edit_strings;
 
+static int read_accel_options(const args *a, fz_params *p) {
+    const char *sm = args_str(a, "--sampler", NULL);
+    if (sm) {
+        if (!strcmp(sm, "ddim")) p->solver = OCD_SOLVER_DDIM;
+        else if (!strcmp(sm, "dpmpp-2m") || !strcmp(sm, "dpm++2m") || !strcmp(sm, "dpmpp")) p->solver = OCD_SOLVER_DPMPP_2M;
+        else return ocd_fail("--sampler: \"%s\" is not ddim or dpmpp-2m", sm);
+    }
+    long mt, seed, phi, pad, dil;
+    double ratio, lambda, beta, area, mth;
+    if (args_double(a, "--tome-ratio", p->tome_ratio, 0, 1, &ratio) ||
+        args_int(a, "--tome-min-tokens", p->tome_min_tokens, 0, 1 << 20, &mt) ||
+        args_int(a, "--tome-seed", (long)p->tome_seed, 0, 0x7fffffffL, &seed) ||
+        args_double(a, "--oc-tome-lambda", p->oc_tome_lambda, 0, 100, &lambda) ||
+        args_int(a, "--ocs-phi", p->ocs_phi, 1, 1000, &phi) || args_double(a, "--ocs-blend", p->ocs_blend, 0, 1, &beta) ||
+        args_int(a, "--ocs-pad", p->ocs_pad, 0, 1000, &pad) || args_double(a, "--ocs-max-area", p->ocs_max_area, 0, 1, &area) ||
+        args_double(a, "--mask-threshold", p->mask_threshold, 0, 1, &mth) ||
+        args_int(a, "--mask-dilate", p->mask_dilate, 0, 100, &dil))
+        return -1;
+    p->tome_ratio = (float)ratio, p->tome_min_tokens = (int)mt, p->tome_seed = (uint64_t)seed;
+    p->oc_tome_lambda = (float)lambda;
+    p->ocs_phi = (int)phi, p->ocs_blend = beta, p->ocs_pad = (int)pad, p->ocs_max_area = area;
+    p->mask_threshold = (float)mth, p->mask_dilate = (int)dil;
+    if (args_has(a, "--ocs") && args_has(a, "--no-ocs")) return ocd_fail("--ocs and --no-ocs contradict each other");
+    if (args_has(a, "--ocs")) p->ocs = 1;
+    if (args_has(a, "--no-ocs")) p->ocs = 0;
+    return 0;
+}
+
 static int read_options(const args *a, fz_params *p, edit_strings *st) {
     fz_default_params(p);
+    /* a preset only sets defaults: every flag read below overrides it */
+    const char *preset = args_str(a, "--preset", NULL);
+    if (preset && fz_preset(p, preset)) return -1;
+    if (read_accel_options(a, p)) return -1;
     long steps, lsc;
     double cfg, cr, sr, th;
     if (args_int(a, "--steps", p->steps, 1, 1000, &steps) || args_double(a, "--cfg", p->cfg, 0, 100, &cfg) ||
@@ -192,6 +241,59 @@ static int read_options(const args *a, fz_params *p, edit_strings *st) {
     if (cw && parse_word_list("--cross-words", cw, st->cross_words, sizeof st->cross_words, p, 0)) return -1;
     if (rw && parse_word_list("--reweight", rw, st->reweight, sizeof st->reweight, p, 1)) return -1;
     return 0;
+}
+
+/* --mask: a video or folder of frames (white = foreground) -> [F, S/8, S/8] of 0/1, taken with the
+ * clip's start / stride / frame count and the same resize + centre crop. */
+static float *read_mask(const char *path, int start, int stride, int F, int S, int down) {
+    ocd_video mv = {0};
+    if (video_read(path, start, stride, F, &mv)) { ocd_fail_context("--mask %s", path); return NULL; }
+    if (mv.n != F) { ocd_fail("--mask %s: %d frames, the clip has %d", path, mv.n, F); video_free(&mv); return NULL; }
+    float *px = video_preprocess(&mv, S);
+    video_free(&mv);
+    const int h = S / down;
+    float *lum = px ? malloc(sizeof(float) * F * S * S) : NULL, *out = lum ? malloc(sizeof(float) * F * h * h) : NULL;
+    if (!out) { free(px); free(lum); ocd_fail("out of memory"); return NULL; }
+    for (int f = 0; f < F; f++)
+        for (int i = 0; i < S * S; i++) {
+            const float *q = px + (size_t)f * 3 * S * S;
+            lum[(size_t)f * S * S + i] = ((q[i] + q[S * S + i] + q[2 * S * S + i]) / 3.0f + 1.0f) * 0.5f; /* [-1,1] -> [0,1] */
+        }
+    ocs_mask_resize(lum, F, S, S, h, h, out);
+    free(px);
+    free(lum);
+    return out;
+}
+
+/* What ran and what it saved (ocd-method.md 1-5). */
+static void print_accel(const fz_params *p, const fz_report *r) {
+    printf("components: solver %s (%d steps, inversion on the same timesteps)", p->solver == OCD_SOLVER_DPMPP_2M ? "DPM-Solver++ 2M" : "DDIM",
+           p->steps);
+    const int tome = p->tome_ratio > 0.0f || p->oc_tome_lambda > 0.0f;
+    if (tome) printf(", K/V token merging ratio %.2g (min %d tokens/frame)", p->tome_ratio, p->tome_min_tokens);
+    if (p->oc_tome_lambda > 0.0f) printf(", Object-Centric ToMe lambda %.2g", p->oc_tome_lambda);
+    if (p->ocs) printf(", Object-Centric Sampling %s", r->ocs_area > 0 ? "ran" : "skipped");
+    printf("\n");
+    printf("         %d UNet calls (the fatezero preset: %d), %.1f counted GFLOP\n", r->unet_calls, 2 * 50, r->gflop);
+    if (tome) {
+        long tin = 0, tm = 0;
+        printf("         K/V tokens merged per level:");
+        for (int l = 0; l < 8; l++) {
+            if (!r->tokens_in[l]) continue;
+            tin += r->tokens_in[l], tm += r->tokens_merged[l];
+            printf(" L%d %.0f%%", l, 100.0 * r->tokens_merged[l] / r->tokens_in[l]);
+        }
+        printf(" (all %.0f%%: self-attention QK^T and AV shrink by that much); plans %.2f MiB\n", tin ? 100.0 * tm / tin : 0.0,
+               r->plan_bytes / 1048576.0);
+    }
+    if (p->ocs && r->ocs_area > 0) {
+        printf("         OCS: crop %.0f%% of the frame, editing work %.2f full-frame UNet calls instead of %d (%.0f%% saved)\n",
+               100.0 * r->ocs_area, r->unet_full_frame_calls, p->steps, 100.0 * (1.0 - r->unet_full_frame_calls / p->steps));
+    }
+    if (r->note[0]) {
+        printf("         note: %s\n", r->note);
+        fprintf(stderr, "ocd edit: %s\n", r->note);
+    }
 }
 
 /* frames [F, 3, S, S] in [-1, 1] -> RGB8 video. */
@@ -244,21 +346,26 @@ int cmd_edit(int argc, char **argv) {
     double t_load = ocd_now() - t0;
     int S = (int)size_opt;
     if (!S) S = m.unet ? m.unet_cfg.sample_size * vae_downscale(&m.vae_cfg) : 512;
-    float *frames = NULL, *edited = NULL;
+    float *frames = NULL, *edited = NULL, *mask = NULL;
     ocd_video ov = {0}, sv = {0}, side = {0};
     if (!m.unet || !m.vae || !m.text) { ocd_fail("the model lacks a UNet, VAE or text encoder"); goto done; }
     if (S % 8) { ocd_fail("--size %d is not a multiple of 8", S); goto done; }
     const int F = src.n;
     if (!(frames = video_preprocess(&src, S))) goto done;
     if (!(edited = malloc(sizeof(float) * F * 3 * S * S))) { ocd_fail("out of memory"); goto done; }
+    const char *mask_path = args_str(&a, "--mask", NULL);
+    if (mask_path) {
+        if (!(mask = read_mask(mask_path, (int)start, (int)stride, F, S, vae_downscale(&m.vae_cfg)))) goto done;
+        p.mask = mask;
+    }
     ocd_progress pr;
     progress_init(&pr, 0, args_has(&a, "--quiet"));
     p.progress = on_progress;
     p.progress_user = &pr;
     fz_report rep;
     memset(&rep, 0, sizeof rep);
-    printf("edit: %d frames of %dx%d from %s, %s -> \"%s\" (%d steps, cfg %.2g, %s)\n", F, S, S, vin, p.source, p.target,
-           p.steps, p.cfg, p.fusion ? "attention fusion" : "no fusion");
+    printf("edit: %d frames of %dx%d from %s, %s -> \"%s\" (%s %d steps, cfg %.2g, %s)\n", F, S, S, vin, p.source, p.target,
+           p.solver == OCD_SOLVER_DPMPP_2M ? "DPM-Solver++ 2M" : "DDIM", p.steps, p.cfg, p.fusion ? "attention fusion" : "no fusion");
     fflush(stdout);
     if (fz_edit(&m, frames, F, S, S, &p, edited, &rep)) { progress_end(&pr); goto done; }
     progress_end(&pr);
@@ -275,6 +382,7 @@ int cmd_edit(int argc, char **argv) {
            "(%zu entries, %zu as Q/K)\n",
            rep.unet_calls, rep.unet_items, ocd_peak_rss_bytes() / 1048576.0, rep.store_ram_bytes / 1048576.0,
            rep.store_disk_bytes / 1048576.0, rep.store_entries, rep.store_recompute_entries);
+    print_accel(&p, &rep);
     rc = 0;
 done:
     video_free(&ov);
@@ -282,6 +390,7 @@ done:
     video_free(&side);
     free(frames);
     free(edited);
+    free(mask);
     sd_model_free(&m);
     video_free(&src);
 out:

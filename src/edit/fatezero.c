@@ -639,7 +639,7 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
                         .mode = c->p.xframe, .least_sc_channel = c->p.least_sc_channel, .dtype = c->p.store_dtype,
                         .need_cross = c->need_cross, .need_blend = c->need_blend, .need_self = c->need_self,
                         .budget = c->p.attn_budget, .spill_dir = c->p.spill_dir, .force = c->p.store_force,
-                        .blend_level = c->p.blend_level, .self_qk = c->tome_on};
+                        .blend_level = c->p.blend_level, .self_qk = c->p.tome_ratio > 0.0f};
         if (!(c->store = attn_store_new(&ac)) || plan_blend(c)) return -1;
         c->rep.store_ram_bytes = c->store->ram_bytes, c->rep.store_disk_bytes = c->store->disk_bytes;
         c->rep.store_entries = c->store->n_entries, c->rep.store_recompute_entries = c->store->n_qk;
@@ -653,6 +653,11 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
         c->mask_ready = 1;
     }
     if (c->mask_from_blend && !fz_tables(c, c->p.target)) return -1;
+    if (c->tome_on && c->tp.lambda > 0.0f && !c->mask_ready && !c->mask_from_blend)
+        note(c, "Object-Centric ToMe: no foreground mask (give a mask, or blend words with attention fusion): plain token merging");
+    else if (c->tome_on && c->tp.lambda > 0.0f && c->mask_from_blend)
+        note(c, "Object-Centric ToMe: blend-word mask ready after inversion step %d: plans of the first %d inversion steps are "
+                "plain", c->mask_k_end, c->mask_k_end);
     if (c->plans) tome_store_clear(c->plans);
     if (fz_text_embedding(c, c->p.source, c->src_emb)) return -1;
     set_batch_ctx(c, 1, (const float *const[]){c->src_emb});
@@ -742,8 +747,8 @@ static int ocs_decide(fz_ctx *c, int *b) {
         note(c, "OCS off: no foreground mask (give a mask, or blend words with attention fusion): plain sampling");
         return 0;
     }
-    *b = ocs_blend_step(c->N, c->p.ocs_blend);
-    if (*b < 1) { note(c, "OCS off: blend step round(%g * %d) = 0: plain sampling", c->p.ocs_blend, c->N); return 0; }
+    const int bs = ocs_blend_step(c->N, c->p.ocs_blend);
+    if (bs < 1) { note(c, "OCS off: blend step round(%g * %d) = 0: plain sampling", c->p.ocs_blend, c->N); return 0; }
     const unet_config *uc = unet_get_config(c->m->unet);
     const int align = 1 << (uc->n_levels > 1 ? uc->n_levels - 1 : 0); /* the UNet's downsamplings: 8 for SD 1.x */
     if (!ocs_crop_box(c->mask, c->F, c->h, c->w, c->p.ocs_pad, align, &c->box)) {
@@ -757,6 +762,7 @@ static int ocs_decide(fz_ctx *c, int *b) {
         return 0;
     }
     c->rep.ocs_area = area;
+    *b = bs;
     return 1;
 }
 

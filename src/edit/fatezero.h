@@ -133,8 +133,9 @@ int fz_encode(fz_ctx *c, const float *frames /* [F,3,H,W] */, float *z0 /* [F,4,
  * zT [F, 4, h, w]. */
 int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT);
 /* Editing run from zT with `target` (NULL = p->target; the source prompt = reconstruction),
- * using the store of the last fz_invert. traj (may be NULL) [N, F, 4, h, w] after each step;
- * z_out [F, 4, h, w]. */
+ * using the store (and merge plans) of the last fz_invert. traj (may be NULL) [N, F, 4, h, w] after
+ * each step (with Object-Centric Sampling: entries before the blend step b hold the background
+ * branch where it landed, entry b-1 the blended latent); z_out [F, 4, h, w]. */
 int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj, float *z_out);
 /* frames [F, 3, H, W] = VAE.decode(z / 0.18215), unclamped. */
 int fz_decode(fz_ctx *c, const float *z /* [F,4,h,w] */, float *frames /* [F,3,H,W] */);

@@ -23,12 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "base/util.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #define BF_CAP ((size_t)1 << 22) /* dwords per band (16 MiB), as the fp32 conv's scratch cap */
 #define BF_SLACK 128             /* zeroed dwords after a band: blocks read up to 32 positions past it */
-#define BF_MC 1024               /* linear: rows of x converted per chunk */
-#define BF_NB 256                /* linear: columns per task */
+#define BF_MR 128                /* linear: rows of x per task */
+#define BF_MIN_TASKS 8           /* linear: split the columns when there are fewer row blocks */
 #define BF_PG 4                  /* conv: 32-position blocks per task */
 
 static int round_up(int n, int m) { return (n + m - 1) / m * m; }
@@ -202,15 +206,17 @@ BF_TARGET static void tiles_off(void) { _tile_release(); }
 
 /* Four C tiles (rows a0/a1 x columns b0/b1) += sum over the k-steps. A step s reads A at
  * a + aoff[s] (row stride lda bytes) and B at b + boff[s] (row stride ldb bytes); the second
- * B tile starts b1 bytes after the first. C is written to c[4][16][16]. */
+ * B tile starts b1 bytes after the first. C tile q starts from 16 rows at ci[q] (row stride
+ * cis[q] bytes; 0 repeats one row) or from zero (ci NULL), and is stored to out[q] (row stride
+ * os[q] bytes). */
 BF_TARGET static void tile_block(const uint16_t *a0, const uint16_t *a1, size_t lda, const uint32_t *b, size_t b1,
-                                 size_t ldb, const size_t *aoff, const size_t *boff, int nsteps, const float *cinit,
-                                 float *c) {
-    if (cinit) {
-        _tile_loadd(0, cinit, 64);
-        _tile_loadd(1, cinit + 256, 64);
-        _tile_loadd(2, cinit + 512, 64);
-        _tile_loadd(3, cinit + 768, 64);
+                                 size_t ldb, const size_t *aoff, const size_t *boff, int nsteps,
+                                 const float *const *ci, const size_t *cis, float *const *out, const size_t *os) {
+    if (ci) {
+        _tile_loadd(0, ci[0], cis[0]);
+        _tile_loadd(1, ci[1], cis[1]);
+        _tile_loadd(2, ci[2], cis[2]);
+        _tile_loadd(3, ci[3], cis[3]);
     } else {
         _tile_zero(0);
         _tile_zero(1);
@@ -228,10 +234,10 @@ BF_TARGET static void tile_block(const uint16_t *a0, const uint16_t *a1, size_t 
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, c, 64);
-    _tile_stored(1, c + 256, 64);
-    _tile_stored(2, c + 512, 64);
-    _tile_stored(3, c + 768, 64);
+    _tile_stored(0, out[0], os[0]);
+    _tile_stored(1, out[1], os[1]);
+    _tile_stored(2, out[2], os[2]);
+    _tile_stored(3, out[3], os[3]);
 }
 
 /* 16 floats -> their bf16 (nearest even) in the high halves of 16 dwords. */
@@ -254,19 +260,34 @@ BF_TARGET static void pair_rows(uint32_t *dst, const float *e, const float *o, i
 
 /* ------------------------------------------------------------------ linear */
 
+/* One parallel region, no barrier but its end (on a loaded machine every barrier can cost a
+ * scheduler time slice): each task converts its own BF_MR rows of x to bf16 and multiplies
+ * them by one column block of W. Column blocks exist only to give small M enough tasks; the
+ * conversion is repeated per block (for small M the weights dominate anyway). */
 BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *w, const float *b, int M, int K, int N) {
-    const int kp = w->kp, ns = kp / 32, mc = OCD_MIN(M, BF_MC), mcp = round_up(mc, 32);
-    uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)mcp * kp);
+    const int kp = w->kp, ns = kp / 32, nmg = (M + BF_MR - 1) / BF_MR;
+    const int ncb = OCD_MAX(1, OCD_MIN((N + 31) / 32, (BF_MIN_TASKS + nmg - 1) / nmg)), cw = round_up((N + ncb - 1) / ncb, 32);
     size_t *aoff = malloc(sizeof(size_t) * ns * 2), *boff = aoff + ns;
-    if (!xb || !aoff) { free(xb); free(aoff); k_linear_bf16_ref(y, x, w, b, M, K, N); return; }
+    float *bp = b ? calloc((size_t)w->rp, sizeof(float)) : NULL; /* bias padded to whole tiles */
+    if (!aoff || (b && !bp)) { free(aoff); free(bp); k_linear_bf16_ref(y, x, w, b, M, K, N); return; }
+    if (b) memcpy(bp, b, sizeof(float) * N);
     for (int s = 0; s < ns; s++) { aoff[s] = (size_t)32 * s; boff[s] = (size_t)s * 1024; } /* B: 16 x 64 bytes per step */
     const size_t bpanel = (size_t)(kp / 2) * 64;                                            /* bytes per 16 columns */
-    const int nb = (N + BF_NB - 1) / BF_NB;
-    for (int m0 = 0; m0 < M; m0 += mc) {
-        const int mr = OCD_MIN(mc, M - m0), nmb = (mr + 31) / 32;
+    int failed = 0;
 #pragma omp parallel
-        {
-#pragma omp for schedule(static)
+    {
+        uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)BF_MR * kp); /* this task's rows [BF_MR, kp] */
+        float c[4 * 256] __attribute__((aligned(64)));
+        if (!xb) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        tiles_on();
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < nmg * ncb; t++) {
+            if (!xb) continue;
+            const int m0 = (t / ncb) * BF_MR, mr = OCD_MIN(BF_MR, M - m0), jb = t % ncb;
+            const int j1 = OCD_MIN(N, (jb + 1) * cw);
             for (int r = 0; r < round_up(mr, 32); r++) {
                 uint16_t *d = xb + (size_t)r * kp;
                 if (r >= mr) { memset(d, 0, sizeof(uint16_t) * kp); continue; }
@@ -277,25 +298,26 @@ BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *
                 for (; i < K; i++) d[i] = k_f32_to_bf16(src[i]);
                 for (; i < kp; i++) d[i] = 0;
             }
-            tiles_on();
-            float c[4 * 256] __attribute__((aligned(64))), bias[4 * 256] __attribute__((aligned(64)));
-#pragma omp for schedule(dynamic)
-            for (int t = 0; t < nb * nmb; t++) {
-                const int jb = t / nmb, i0 = (t % nmb) * 32, j1 = OCD_MIN(N, (jb + 1) * BF_NB);
-                const uint16_t *a0 = xb + (size_t)i0 * kp, *a1 = a0 + (size_t)16 * kp;
-                for (int j0 = jb * BF_NB; j0 < j1; j0 += 32) {
-                    if (b) /* C starts at the bias: rows of tiles 0/2 are b[j0..], of 1/3 b[j0+16..] */
-                        for (int r = 0; r < 16; r++)
-                            for (int q = 0; q < 16; q++) {
-                                float v0 = j0 + q < N ? b[j0 + q] : 0.0f, v1 = j0 + 16 + q < N ? b[j0 + 16 + q] : 0.0f;
-                                bias[r * 16 + q] = bias[512 + r * 16 + q] = v0;
-                                bias[256 + r * 16 + q] = bias[768 + r * 16 + q] = v1;
-                            }
-                    const uint32_t *bp = (const uint32_t *)((const char *)w->p + (size_t)(j0 / 16) * bpanel);
-                    tile_block(a0, a1, (size_t)kp * 2, bp, bpanel, 64, aoff, boff, ns, b ? bias : NULL, c);
+            for (int j0 = jb * cw; j0 < j1; j0 += 32) {
+                const uint32_t *bt = (const uint32_t *)((const char *)w->p + (size_t)(j0 / 16) * bpanel);
+                const float *cinit[4] = {bp + j0, bp + j0 + 16, bp + j0, bp + j0 + 16};
+                const size_t cis[4] = {0, 0, 0, 0};
+                for (int i0 = 0; i0 < mr; i0 += 32) {
+                    const uint16_t *a0 = xb + (size_t)i0 * kp, *a1 = a0 + (size_t)16 * kp;
+                    float *out[4];
+                    size_t os[4];
+                    int whole = 1;
                     for (int q = 0; q < 4; q++) {
                         const int r0 = m0 + i0 + (q >> 1) * 16, c0 = j0 + (q & 1) * 16;
-                        const int nr = OCD_MIN(16, m0 + mr - r0), nc = OCD_MIN(16, N - c0);
+                        if (r0 + 16 <= M && c0 + 16 <= N) { out[q] = y + (size_t)r0 * N + c0; os[q] = (size_t)N * 4; }
+                        else { out[q] = c + q * 256; os[q] = 64; whole = 0; }
+                    }
+                    tile_block(a0, a1, (size_t)kp * 2, bt, bpanel, 64, aoff, boff, ns, b ? cinit : NULL, cis, out, os);
+                    if (whole) continue;
+                    for (int q = 0; q < 4; q++) { /* partial tiles went to c: copy what exists */
+                        if (out[q] != c + q * 256) continue;
+                        const int r0 = m0 + i0 + (q >> 1) * 16, c0 = j0 + (q & 1) * 16;
+                        const int nr = OCD_MIN(16, M - r0), nc = OCD_MIN(16, N - c0);
                         if (nr <= 0 || nc <= 0) continue;
                         const __mmask16 mk = (__mmask16)((1u << nc) - 1);
                         for (int r = 0; r < nr; r++)
@@ -303,11 +325,13 @@ BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *
                     }
                 }
             }
-            tiles_off();
         }
+        tiles_off();
+        free(xb);
     }
-    free(xb);
     free(aoff);
+    free(bp);
+    if (failed) k_linear_bf16_ref(y, x, w, b, M, K, N);
 }
 
 void k_linear_bf16(float *y, const float *x, const k_bf16_weight *w, const float *b, int M, int K, int N) {
@@ -358,7 +382,9 @@ BF_TARGET static void conv_band(float *y, size_t yplane, int wp, int wo, int np,
             const uint16_t *a0 = w->p + (size_t)co0 * w->kp;
             const uint16_t *a1 = co0 + 16 < w->rp ? a0 + (size_t)16 * w->kp : a0; /* duplicate rows: never stored */
             for (int pb = pg * BF_PG; pb < OCD_MIN(npb, (pg + 1) * BF_PG); pb++) {
-                tile_block(a0, a1, (size_t)w->kp * 2, xb + (size_t)pb * 32, 64, pstride * 4, aoff, boff, ns, NULL, c);
+                float *out[4] = {c, c + 256, c + 512, c + 768};
+                const size_t os[4] = {64, 64, 64, 64};
+                tile_block(a0, a1, (size_t)w->kp * 2, xb + (size_t)pb * 32, 64, pstride * 4, aoff, boff, ns, NULL, NULL, out, os);
                 conv_store(y, yplane, c, b, co, co0, pb * 32, np, wp, wo);
             }
         }
@@ -496,4 +522,85 @@ void k_conv2d_up2_bf16(float *y, const float *x, const k_bf16_weight *w, const f
     if (k_conv_out_h(&u) <= 0 || k_conv_out_w(&u) <= 0 || s->co <= 0) return;
     if (!k_bf16_available()) { k_conv2d_up2_bf16_ref(y, x, w, b, s); return; }
     conv_amx(y, x, w, b, &u, scratch, 2);
+}
+
+/* ------------------------------------------------------------------ weight sets */
+
+int k_bf16_set_add(k_bf16_set *s, float *w, k_bf16_weight d) {
+    for (int i = 0; i < s->n; i++)
+        if (s->e[i].key == w) return 0;
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 256;
+        k_bf16_entry *e = realloc(s->e, sizeof *e * cap);
+        if (!e) return ocd_fail("out of memory (bf16 weights)");
+        s->e = e;
+        s->cap = cap;
+    }
+    const size_t n = (size_t)d.rows * d.cols, pe = k_bf16_packed_elems(&d);
+    uint16_t *p = malloc(sizeof(uint16_t) * (pe ? pe : 1));
+    if (!p) return ocd_fail("out of memory (bf16 weights)");
+    k_bf16_pack(&d, p, w);
+    k_bf16_entry *e = &s->e[s->n++];
+    e->key = w;
+    e->n = n;
+    e->inplace = pe * sizeof(uint16_t) <= n * sizeof(float);
+    if (e->inplace) {
+        memcpy(w, p, sizeof(uint16_t) * pe);
+        free(p);
+        p = (uint16_t *)w;
+        /* hand the pages past the packed data back (large buffers are whole mmaps) */
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)(p + pe) + pg - 1) & ~(pg - 1),
+                        hi = ((uintptr_t)(w + n)) & ~(pg - 1);
+        if (n * sizeof(float) >= ((size_t)1 << 20) && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    e->d = d;
+    e->d.p = p;
+    s->sorted = 0;
+    return 0;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const k_bf16_entry *)a)->key, y = (uintptr_t)((const k_bf16_entry *)b)->key;
+    return x < y ? -1 : x > y;
+}
+
+const k_bf16_weight *k_bf16_set_find(k_bf16_set *s, const float *w) {
+    if (!s->n) return NULL;
+    if (!s->sorted) {
+        qsort(s->e, s->n, sizeof *s->e, cmp_entry);
+        s->sorted = 1;
+    }
+    int lo = 0, hi = s->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (s->e[mid].key == w) return &s->e[mid].d;
+        if ((uintptr_t)s->e[mid].key < (uintptr_t)w) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+void k_bf16_set_clear(k_bf16_set *s, int restore) {
+    for (int i = 0; i < s->n; i++) {
+        k_bf16_entry *e = &s->e[i];
+        if (e->inplace && restore) {
+            const size_t pe = k_bf16_packed_elems(&e->d);
+            uint16_t *t = malloc(sizeof(uint16_t) * (pe ? pe : 1));
+            if (t) { /* without memory the weights stay bf16 in place: zero them rather than misread */
+                memcpy(t, e->d.p, sizeof(uint16_t) * pe);
+                k_bf16_unpack(&e->d, e->key, t);
+                free(t);
+            } else memset(e->key, 0, sizeof(float) * e->n);
+        } else if (!e->inplace) {
+            free(e->d.p);
+        }
+    }
+    free(s->e);
+    memset(s, 0, sizeof *s);
+}
+
+size_t k_bf16_set_bytes(const k_bf16_set *s) {
+    size_t b = 0;
+    for (int i = 0; i < s->n; i++) b += sizeof(uint16_t) * k_bf16_packed_elems(&s->e[i].d);
+    return b;
 }

@@ -131,4 +131,24 @@ void k_conv2d_up2_bf16(float *y, const float *x, const k_bf16_weight *w, const f
 void k_conv2d_bf16_ref(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s);
 void k_conv2d_up2_bf16_ref(float *y, const float *x, const k_bf16_weight *w, const float *b, const k_conv_shape *s);
 
+/* A set of weights switched to bf16, keyed by their fp32 buffer. When the packing fits in
+ * that buffer (every SD-sized tensor: it takes half) it is written there and the buffer's
+ * unused tail pages go back to the OS, so weight memory halves; otherwise a buffer of its own
+ * is allocated. The fp32 buffer must not be read as fp32 until k_bf16_set_clear(s, 1), which
+ * writes the bf16 values back as fp32 (the rounding is not undone) and empties the set. */
+typedef struct {
+    float *key;
+    size_t n;          /* fp32 elements of key */
+    int inplace;
+    k_bf16_weight d;   /* d.p: the packed data (== key when in place) */
+} k_bf16_entry;
+typedef struct {
+    k_bf16_entry *e;
+    int n, cap, sorted;
+} k_bf16_set;
+int k_bf16_set_add(k_bf16_set *s, float *w, k_bf16_weight d);   /* 0 / -1 (error set); a key twice: no-op */
+const k_bf16_weight *k_bf16_set_find(k_bf16_set *s, const float *w);  /* NULL when absent */
+void k_bf16_set_clear(k_bf16_set *s, int restore);  /* restore = 0: the fp32 buffers are about to be freed */
+size_t k_bf16_set_bytes(const k_bf16_set *s);                    /* bf16 bytes held */
+
 #endif

@@ -66,6 +66,8 @@ struct unet {
     int trunk_only;                       /* ControlNet: no up blocks, no conv_out */
     ocd_arena arena;
     double flops;
+    int bf16;                             /* 1: convs and linears run on bf16 weights (wb) */
+    k_bf16_set wb;                        /* bf16 packings, keyed by the fp32 weight pointers */
 };
 
 /* ------------------------------------------------------------------ config */
@@ -348,9 +350,79 @@ void unet_free(unet *u) {
     for (int i = 0; i < UNET_MAX_LEVELS; i++)
         for (int j = 0; j < MAX_LAYERS; j++) { free(u->down[i].attn[j].tb); free(u->up[i].attn[j].tb); }
     free(u->mid_attn.tb);
+    k_bf16_set_clear(&u->wb, 0);
     arena_free(&u->arena);
     free(u);
 }
+
+/* ------------------------------------------------------------------ precision */
+
+/* conv_in (4 channels in) and conv_out (4 out) stay fp32: padded to tiles they would waste
+ * most of the work, they cost little in fp32, and they sit where rounding hurts most. */
+static int add_conv(unet *u, float *w, int co, int ci, int k, int stride) {
+    return w && co >= 16 && ci >= 16 ? k_bf16_set_add(&u->wb, w, k_bf16_conv_desc(co, ci, k, k, stride)) : 0;
+}
+
+static int add_lin(unet *u, float *w, int K, int N) { return w ? k_bf16_set_add(&u->wb, w, k_bf16_linear_desc(K, N)) : 0; }
+
+static int add_resnet(unet *u, const resnet *r) {
+    return add_conv(u, r->c1_w, r->cout, r->cin, 3, 1) || add_conv(u, r->c2_w, r->cout, r->cout, 3, 1) ||
+           add_conv(u, r->sc_w, r->cout, r->cin, 1, 1) || add_lin(u, r->t_w, u->temb_dim, r->cout);
+}
+
+static int add_xformer(unet *u, const xformer *x) {
+    const int C = x->C, X = u->cfg.cross_dim;
+    if (add_lin(u, x->pin_w, C, C) || add_lin(u, x->pout_w, C, C)) return -1;
+    for (int d = 0; d < x->depth; d++) {
+        const tblock *t = &x->tb[d];
+        if (add_lin(u, t->q1, C, C) || add_lin(u, t->k1, C, C) || add_lin(u, t->v1, C, C) || add_lin(u, t->o1, C, C) ||
+            add_lin(u, t->q2, C, C) || add_lin(u, t->k2, X, C) || add_lin(u, t->v2, X, C) || add_lin(u, t->o2, C, C) ||
+            add_lin(u, t->ff1_w, C, 8 * C) || add_lin(u, t->ff2_w, 4 * C, C))
+            return -1;
+    }
+    return 0;
+}
+
+/* Every conv and linear weight, with the shape and stride it is used with. */
+static int pack_all(unet *u) {
+    const unet_config *c = &u->cfg;
+    const int C0 = c->block_out[0], T = u->temb_dim;
+    if (add_conv(u, u->conv_in_w, C0, c->in_ch, 3, 1) || add_lin(u, u->t1_w, C0, T) || add_lin(u, u->t2_w, T, T))
+        return -1;
+    for (int i = 0; i < c->n_levels; i++)
+        for (int side = 0; side < 2; side++) {
+            const block *b = side ? &u->up[i] : &u->down[i];
+            if (side && u->trunk_only) continue;
+            for (int j = 0; j < b->n_res; j++)
+                if (add_resnet(u, &b->res[j]) || (b->has_attn && add_xformer(u, &b->attn[j]))) return -1;
+            if (b->has_sample && add_conv(u, b->s_w, b->cout, b->cout, 3, side ? 1 : 2)) return -1;
+        }
+    if (add_resnet(u, &u->mid_res[0]) || add_xformer(u, &u->mid_attn) || add_resnet(u, &u->mid_res[1])) return -1;
+    if (!u->trunk_only && add_conv(u, u->conv_out_w, c->out_ch, C0, 3, 1)) return -1;
+    return 0;
+}
+
+int unet_set_precision(unet *u, int bf16) {
+    if (!bf16 == !u->bf16) return 0;
+    if (!bf16) {
+        k_bf16_set_clear(&u->wb, 1);
+        u->bf16 = 0;
+        return 0;
+    }
+    if (!k_bf16_available()) {
+        fprintf(stderr, "ocd: bf16 needs AMX-BF16 (not available on this CPU/OS): the UNet stays fp32\n");
+        return 0;
+    }
+    if (pack_all(u)) {
+        k_bf16_set_clear(&u->wb, 1);
+        return ocd_fail_context("unet: switching to bf16");
+    }
+    u->bf16 = 1;
+    return 0;
+}
+
+int unet_precision_bf16(const unet *u) { return u->bf16; }
+size_t unet_bf16_weight_bytes(const unet *u) { return k_bf16_set_bytes(&u->wb); }
 
 const unet_config *unet_get_config(const unet *u) { return &u->cfg; }
 int unet_n_attn_layers(const unet *u) { return u->n_attn_layers; }
@@ -373,6 +445,13 @@ typedef struct {
 
 #define ALLOC(n) arena_floats(&f->u->arena, (size_t)(n))
 
+/* y[M, N] = x[M, K] W^T + b, on the bf16 packing of W when the UNet runs in bf16. */
+static void lin(unet *u, float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
+    const k_bf16_weight *wb = u->bf16 ? k_bf16_set_find(&u->wb, w) : NULL;
+    if (wb) k_linear_bf16(y, x, wb, b, M, K, N);
+    else k_linear(y, x, w, b, M, K, N);
+}
+
 /* y[co, ho, wo] = conv(x[ci, h, w]) for each batch item; returns 0/-1. */
 static int conv_batch(fwd *f, float *y, const float *x, const float *w, const float *b, int ci, int h, int wd, int co,
                       int k, int stride, int pad) {
@@ -380,10 +459,13 @@ static int conv_batch(fwd *f, float *y, const float *x, const float *w, const fl
                       .pad_t = pad, .pad_b = pad, .pad_l = pad, .pad_r = pad};
     const int ho = k_conv_out_h(&s), wo = k_conv_out_w(&s);
     size_t m = arena_mark(&f->u->arena);
-    float *scratch = ALLOC(k_conv2d_scratch_floats(&s));
+    const k_bf16_weight *wb = f->u->bf16 ? k_bf16_set_find(&f->u->wb, w) : NULL;
+    float *scratch = ALLOC(wb ? k_conv2d_bf16_scratch_floats(&s) : k_conv2d_scratch_floats(&s));
     if (!scratch) return -1;
-    for (int i = 0; i < f->B; i++)
-        k_conv2d(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, w, b, &s, scratch);
+    for (int i = 0; i < f->B; i++) {
+        if (wb) k_conv2d_bf16(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, wb, b, &s, scratch);
+        else k_conv2d(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, w, b, &s, scratch);
+    }
     arena_rewind(&f->u->arena, m);
     f->u->flops += 2.0 * f->B * co * ci * k * k * ho * wo;
     return 0;
@@ -442,7 +524,7 @@ static int resnet_fwd(fwd *f, const resnet *r, const float *x, int H, int W, flo
     if (!t || !h || !tp) return -1;
     if (group_norm_batch(f, t, x, r->n1_g, r->n1_b, r->cin, HW, G, eps, 1)) return -1;
     if (conv_batch(f, h, t, r->c1_w, r->c1_b, r->cin, H, W, r->cout, 3, 1, 1)) return -1;
-    k_linear(tp, f->temb_act, r->t_w, r->t_b, f->B, f->u->temb_dim, r->cout);
+    lin(f->u, tp, f->temb_act, r->t_w, r->t_b, f->B, f->u->temb_dim, r->cout);
     f->u->flops += 2.0 * f->B * f->u->temb_dim * r->cout;
     for (int b = 0; b < f->B; b++)
         for (int c = 0; c < r->cout; c++) {
@@ -508,36 +590,36 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
         k_group_norm(att, x + (size_t)b * C * HW, xf->norm_g, xf->norm_b, C, HW, f->u->cfg.groups, 1e-6f, 0);
         k_transpose(n + (size_t)b * HW * C, att, C, HW);
     }
-    k_linear(tok, n, xf->pin_w, xf->pin_b, N, C, C);
+    lin(f->u, tok, n, xf->pin_w, xf->pin_b, N, C, C);
     double fl = 2.0 * N * C * C * 2; /* proj_in, proj_out */
     for (int d = 0; d < xf->depth; d++) {
         const tblock *t = &xf->tb[d];
         const int layer = xf->layer_id + d;
         /* attn1: self-attention (cross-frame variants come through the hook) */
         k_layer_norm(n, tok, t->n1_g, t->n1_b, N, C, 1e-5f);
-        k_linear(q, n, t->q1, NULL, N, C, C);
-        k_linear(k, n, t->k1, NULL, N, C, C);
-        k_linear(v, n, t->v1, NULL, N, C, C);
+        lin(f->u, q, n, t->q1, NULL, N, C, C);
+        lin(f->u, k, n, t->k1, NULL, N, C, C);
+        lin(f->u, v, n, t->v1, NULL, N, C, C);
         if (attend_all(f, layer, xf->part, 0, H, W, HW, HW, C, xf->heads, q, k, v, att)) return -1;
-        k_linear(n, att, t->o1, t->o1_b, N, C, C);
+        lin(f->u, n, att, t->o1, t->o1_b, N, C, C);
         k_add(tok, n, (size_t)N * C);
         /* attn2: cross-attention to the text */
         k_layer_norm(n, tok, t->n2_g, t->n2_b, N, C, 1e-5f);
-        k_linear(q, n, t->q2, NULL, N, C, C);
-        k_linear(kc, f->ctx, t->k2, NULL, f->B * nc, X, C);
-        k_linear(vc, f->ctx, t->v2, NULL, f->B * nc, X, C);
+        lin(f->u, q, n, t->q2, NULL, N, C, C);
+        lin(f->u, kc, f->ctx, t->k2, NULL, f->B * nc, X, C);
+        lin(f->u, vc, f->ctx, t->v2, NULL, f->B * nc, X, C);
         if (attend_all(f, layer, xf->part, 1, H, W, HW, nc, C, xf->heads, q, kc, vc, att)) return -1;
-        k_linear(n, att, t->o2, t->o2_b, N, C, C);
+        lin(f->u, n, att, t->o2, t->o2_b, N, C, C);
         k_add(tok, n, (size_t)N * C);
         /* feed-forward, GEGLU */
         k_layer_norm(n, tok, t->n3_g, t->n3_b, N, C, 1e-5f);
-        k_linear(ff, n, t->ff1_w, t->ff1_b, N, C, 8 * C);
+        lin(f->u, ff, n, t->ff1_w, t->ff1_b, N, C, 8 * C);
         k_geglu(gg, ff, N, 4 * C);
-        k_linear(n, gg, t->ff2_w, t->ff2_b, N, 4 * C, C);
+        lin(f->u, n, gg, t->ff2_w, t->ff2_b, N, 4 * C, C);
         fl += 2.0 * N * C * C * 5 + 2.0 * f->B * nc * X * C * 2 + 2.0 * N * C * 8 * C + 2.0 * N * 4 * C * C;
         k_add(tok, n, (size_t)N * C);
     }
-    k_linear(n, tok, xf->pout_w, xf->pout_b, N, C, C);
+    lin(f->u, n, tok, xf->pout_w, xf->pout_b, N, C, C);
     for (int b = 0; b < f->B; b++) {
         k_transpose(out + (size_t)b * C * HW, n + (size_t)b * HW * C, HW, C);
         k_add(out + (size_t)b * C * HW, x + (size_t)b * C * HW, (size_t)C * HW);
@@ -577,9 +659,9 @@ int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *
             sin_emb[b * C0 + half + i] = c->flip_sin_to_cos ? s : co;
         }
     }
-    k_linear(t1, sin_emb, u->t1_w, u->t1_b, B, C0, T);
+    lin(u, t1, sin_emb, u->t1_w, u->t1_b, B, C0, T);
     k_silu(t1, (size_t)B * T);
-    k_linear(temb, t1, u->t2_w, u->t2_b, B, T, T);
+    lin(u, temb, t1, u->t2_w, u->t2_b, B, T, T);
     k_silu(temb, (size_t)B * T); /* resnets use SiLU(temb) */
     u->flops += 2.0 * B * (C0 * T + T * T);
     fs.temb_act = temb;

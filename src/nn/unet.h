@@ -95,6 +95,15 @@ typedef struct {
 int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                      const unet_attn_hook *hook, const unet_residuals *res, float *eps);
 
+/* Precision of the convolutions and linear layers: 0 = fp32 (default), 1 = bf16 weights and
+ * activations with fp32 accumulation (AMX-BF16; elsewhere a line on stderr and fp32 stays).
+ * Switching to bf16 converts the weights once, in place (weight memory halves); switching
+ * back restores fp32 buffers holding the bf16-rounded values. Attention, norms and the
+ * residual stream stay fp32. Returns 0, or -1 with the error set. */
+int unet_set_precision(unet *u, int bf16);
+int unet_precision_bf16(const unet *u);      /* 1 when bf16 is in effect */
+size_t unet_bf16_weight_bytes(const unet *u); /* bytes of bf16 weights held */
+
 /* FLOPs of the last forward (2 x multiply-adds of convs, linears and attention). */
 double unet_last_flops(const unet *u);
 size_t unet_arena_bytes(const unet *u);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/util.h"
 #include "kernels/kernels.h"
 
 #define VAE_MAX_RES 9 /* resnets per level (decoder: layers_per_block + 1) */
@@ -76,6 +77,9 @@ struct vae {
     /* workspace: act[3] | conv scratch | attention scratch */
     float *ws;
     size_t ws_floats;
+    int bf16;            /* 1: convs and the attention's linears run on bf16 weights (wb) */
+    k_bf16_set wb;
+    int tile, overlap;   /* tiling, in latent cells: frames larger than tile x tile go by tiles (0: never) */
 };
 
 /* ------------------------------------------------------------------ config */
@@ -319,7 +323,11 @@ static int build(vae *v, ws_source *ws) {
 static vae *vae_alloc(const vae_config *c) {
     if (check_config(c)) return NULL;
     vae *v = ocd_calloc(1, sizeof *v);
-    if (v) v->cfg = *c;
+    if (v) {
+        v->cfg = *c;
+        v->tile = VAE_TILE_DEFAULT / vae_downscale(c);
+        v->overlap = VAE_OVERLAP_DEFAULT / vae_downscale(c);
+    }
     return v;
 }
 
@@ -337,16 +345,75 @@ vae *vae_new(const vae_config *c, ws_source *ws) {
 
 void vae_free(vae *v) {
     if (!v) return;
+    k_bf16_set_clear(&v->wb, 0);
     free(v->ws);
     free(v);
 }
 
 const vae_config *vae_get_config(const vae *v) { return &v->cfg; }
 
+/* ------------------------------------------------------------------ precision */
+
+static int add_conv(vae *v, const vconv *c) {
+    /* the 3-channel image convs and the 4-channel latent ones stay fp32 (see unet.c) */
+    if (!c->w || c->ci < 16 || c->co < 16) return 0;
+    return k_bf16_set_add(&v->wb, (float *)c->w, k_bf16_conv_desc(c->co, c->ci, c->k, c->k, c->stride));
+}
+
+static int add_res(vae *v, const vres *r) {
+    return add_conv(v, &r->c1) || add_conv(v, &r->c2) || (r->has_sc && add_conv(v, &r->sc));
+}
+
+static int add_mid(vae *v, const vmid *m) {
+    const int C = m->attn.c;
+    const float *w[4] = {m->attn.wq, m->attn.wk, m->attn.wv, m->attn.wo};
+    if (add_res(v, &m->r0) || add_res(v, &m->r1)) return -1;
+    for (int i = 0; i < 4; i++)
+        if (k_bf16_set_add(&v->wb, (float *)w[i], k_bf16_linear_desc(C, C))) return -1;
+    return 0;
+}
+
+static int pack_all(vae *v) {
+    const vae_config *c = &v->cfg;
+    if (add_conv(v, &v->e_in) || add_mid(v, &v->e_mid) || add_conv(v, &v->e_out) || add_conv(v, &v->quant) ||
+        add_conv(v, &v->post_quant) || add_conv(v, &v->d_in) || add_mid(v, &v->d_mid) || add_conv(v, &v->d_out))
+        return -1;
+    for (int i = 0; i < c->n_levels; i++)
+        for (int side = 0; side < 2; side++) {
+            const vlevel *lv = side ? &v->d_lv[i] : &v->e_lv[i];
+            for (int j = 0; j < lv->nres; j++)
+                if (add_res(v, &lv->res[j])) return -1;
+            if (lv->has_resample && add_conv(v, &lv->resample)) return -1;
+        }
+    return 0;
+}
+
+int vae_set_precision(vae *v, int bf16) {
+    if (!bf16 == !v->bf16) return 0;
+    if (!bf16) {
+        k_bf16_set_clear(&v->wb, 1);
+        v->bf16 = 0;
+        return 0;
+    }
+    if (!k_bf16_available()) {
+        fprintf(stderr, "ocd: bf16 needs AMX-BF16 (not available on this CPU/OS): the VAE stays fp32\n");
+        return 0;
+    }
+    if (pack_all(v)) {
+        k_bf16_set_clear(&v->wb, 1);
+        return ocd_fail_context("vae: switching to bf16");
+    }
+    v->bf16 = 1;
+    return 0;
+}
+
+int vae_precision_bf16(const vae *v) { return v->bf16; }
+
 /* ------------------------------------------------------------------ forward */
 
 typedef struct {
     int plan;                /* 1: record sizes and FLOPs only */
+    vae *v;                  /* for the bf16 weights (NULL: fp32) */
     float *act[3];           /* rotating activation buffers, act_floats[i] each */
     float *conv_scr, *attn_scr;
     /* plan: maxima seen. Per buffer, because the rotation is fixed: at a level change
@@ -363,10 +430,13 @@ static void need(size_t *m, size_t n) { if (n > *m) *m = n; }
 static void op_conv(run *r, const vconv *c, int src, int dst, int *H, int *W) {
     k_conv_shape s = {c->ci, *H, *W, c->co, c->k, c->k, c->stride, c->pad_t, c->pad_b, c->pad_l, c->pad_r};
     int ho = k_conv_out_h(&s), wo = k_conv_out_w(&s);
+    const k_bf16_weight *wb = r->v && r->v->bf16 ? k_bf16_set_find(&r->v->wb, c->w) : NULL;
     if (r->plan) {
         need(&r->act_floats[dst], (size_t)c->co * ho * wo);
-        need(&r->conv_floats, k_conv2d_scratch_floats(&s));
+        need(&r->conv_floats, wb ? k_conv2d_bf16_scratch_floats(&s) : k_conv2d_scratch_floats(&s));
         r->flops += 2.0 * c->co * c->ci * c->k * c->k * (double)ho * wo;
+    } else if (wb) {
+        k_conv2d_bf16(r->act[dst], r->act[src], wb, c->b, &s, r->conv_scr);
     } else {
         k_conv2d(r->act[dst], r->act[src], c->w, c->b, &s, r->conv_scr);
     }
@@ -401,6 +471,12 @@ static void op_res(run *r, const vres *res, const vae_config *cfg) {
     r->C = res->co;
 }
 
+static void vlin(run *r, float *y, const float *x, const float *w, const float *b, int M, int K, int N) {
+    const k_bf16_weight *wb = r->v && r->v->bf16 ? k_bf16_set_find(&r->v->wb, w) : NULL;
+    if (wb) k_linear_bf16(y, x, wb, b, M, K, N);
+    else k_linear(y, x, w, b, M, K, N);
+}
+
 /* Single-head self-attention over the H*W tokens, with its own GroupNorm and residual. */
 static void op_attn(run *r, const vattn *a, const vae_config *cfg) {
     const int x = r->cur, t = (x + 1) % 3, u = (x + 2) % 3, C = a->c, N = r->H * r->W;
@@ -415,11 +491,11 @@ static void op_attn(run *r, const vattn *a, const vae_config *cfg) {
     float *q = r->attn_scr, *k = q + nc, *v = k + nc, *scores = v + nc;
     k_group_norm(r->act[t], r->act[x], a->n.g, a->n.b, C, N, cfg->groups, cfg->eps, 0);
     k_transpose(r->act[u], r->act[t], C, N);                       /* tokens [N, C] */
-    k_linear(q, r->act[u], a->wq, a->bq, N, C, C);
-    k_linear(k, r->act[u], a->wk, a->bk, N, C, C);
-    k_linear(v, r->act[u], a->wv, a->bv, N, C, C);
+    vlin(r, q, r->act[u], a->wq, a->bq, N, C, C);
+    vlin(r, k, r->act[u], a->wk, a->bk, N, C, C);
+    vlin(r, v, r->act[u], a->wv, a->bv, N, C, C);
     k_attention(r->act[t], C, q, C, k, C, v, C, N, N, 1, C, 1.0f / sqrtf((float)C), 0, scores);
-    k_linear(r->act[u], r->act[t], a->wo, a->bo, N, C, C);
+    vlin(r, r->act[u], r->act[t], a->wo, a->bo, N, C, C);
     k_transpose(r->act[t], r->act[u], N, C);                       /* back to [C, N] */
     k_add(r->act[x], r->act[t], nc);
 }
@@ -442,10 +518,13 @@ static void op_conv_cur(run *r, const vconv *c) {
 static void op_upconv(run *r, const vconv *c) {
     k_conv_shape s = {c->ci, r->H, r->W, c->co, c->k, c->k, c->stride, c->pad_t, c->pad_b, c->pad_l, c->pad_r};
     int ho = k_conv_up2_out_h(&s), wo = k_conv_up2_out_w(&s), dst = (r->cur + 1) % 3;
+    const k_bf16_weight *wb = r->v && r->v->bf16 ? k_bf16_set_find(&r->v->wb, c->w) : NULL;
     if (r->plan) {
         need(&r->act_floats[dst], (size_t)c->co * ho * wo);
-        need(&r->conv_floats, k_conv2d_up2_scratch_floats(&s));
+        need(&r->conv_floats, wb ? k_conv2d_up2_bf16_scratch_floats(&s) : k_conv2d_up2_scratch_floats(&s));
         r->flops += 2.0 * c->co * c->ci * c->k * c->k * (double)ho * wo;
+    } else if (wb) {
+        k_conv2d_up2_bf16(r->act[dst], r->act[r->cur], wb, c->b, &s, r->conv_scr);
     } else {
         k_conv2d_up2(r->act[dst], r->act[r->cur], c->w, c->b, &s, r->conv_scr);
     }
@@ -513,6 +592,7 @@ static int bind_workspace(vae *v, const run *p, run *r) {
         v->ws_floats = need_f;
     }
     memset(r, 0, sizeof *r);
+    r->v = v;
     r->act[0] = v->ws;
     r->act[1] = r->act[0] + p->act_floats[0];
     r->act[2] = r->act[1] + p->act_floats[1];
@@ -528,29 +608,140 @@ static int check_size(const vae *v, int H, int W, const char *what) {
     return 0;
 }
 
-int vae_encode(vae *v, const float *image, int H, int W, float *mean, float *logvar) {
-    if (check_size(v, H, W, "encode")) return -1;
-    run p = {.plan = 1}, r;
+static int encode_whole(vae *v, const float *image, int H, int W, float *mean, float *logvar) {
+    run p = {.plan = 1, .v = v}, r;
     run_encoder(v, &p, NULL, H, W, NULL, NULL);
     if (bind_workspace(v, &p, &r)) return -1;
     run_encoder(v, &r, image, H, W, mean, logvar);
     return 0;
 }
 
-int vae_decode(vae *v, const float *z, int h, int w, float *image) {
-    int f = vae_downscale(&v->cfg);
-    if (h <= 0 || w <= 0 || (double)h * w * f * f > 1e9)
-        return ocd_fail("vae decode: latent size %dx%d must be positive", w, h);
-    run p = {.plan = 1}, r;
+static int decode_whole(vae *v, const float *z, int h, int w, float *image) {
+    run p = {.plan = 1, .v = v}, r;
     run_decoder(v, &p, NULL, h, w, NULL);
     if (bind_workspace(v, &p, &r)) return -1;
     run_decoder(v, &r, z, h, w, image);
     return 0;
 }
 
-size_t vae_scratch_bytes(vae *v, int H, int W) {
+/* ------------------------------------------------------------------ tiles
+ * A frame larger than v->tile latent cells (either side) goes through the network in tiles
+ * overlapping by v->overlap cells: n = ceil((L - ov) / (tile - ov)) tiles per side, all of
+ * the same size ceil((L + (n-1) ov) / n) (so the workspace is planned once, and the size is
+ * as small as the count allows). Outputs are blended with weights ramping linearly across
+ * each overlap (1 elsewhere and at the frame border) and normalised by the weight sum.
+ * Peak memory: one tile's workspace plus the frame. Not exact: GroupNorm statistics and the
+ * mid-block attention see one tile, not the frame (as diffusers' tiled VAE). */
+
+static void tile_grid(int L, int tile, int ov, int *n, int *size) {
+    if (L <= tile) { *n = 1; *size = L; return; }
+    *n = (L - ov + (tile - ov) - 1) / (tile - ov);
+    *size = (L + (*n - 1) * ov + *n - 1) / *n;
+}
+
+/* Start of tile i of n of this size over L cells (the last one ends at L). */
+static int tile_start(int i, int n, int size, int L) { return n == 1 ? 0 : (int)((long)i * (L - size) / (n - 1)); }
+
+/* Blend weight of output index i in [0, n) of a tile whose neighbours overlap it by lo (before)
+ * and hi (after) output units. */
+static float ramp(int i, int n, int lo, int hi) {
+    float a = lo > 0 ? OCD_MIN(1.0f, (i + 0.5f) / lo) : 1.0f, b = hi > 0 ? OCD_MIN(1.0f, (n - i - 0.5f) / hi) : 1.0f;
+    return a * b;
+}
+
+/* dec: z [L, h, w] -> out [3, h f, w f]; else image in [3, h f, w f] -> out [2L, h, w] (moments). */
+static int run_tiled(vae *v, int dec, const float *in, int h, int w, float *out) {
+    const vae_config *c = &v->cfg;
+    const int f = vae_downscale(c), si = dec ? 1 : f, so = dec ? f : 1;
+    const int ci = dec ? c->latent_channels : c->in_channels, co = dec ? c->out_channels : 2 * c->latent_channels;
+    int ny, nx, th, tw;
+    tile_grid(h, v->tile, v->overlap, &ny, &th);
+    tile_grid(w, v->tile, v->overlap, &nx, &tw);
+    const size_t OH = (size_t)h * so, OW = (size_t)w * so, tin = (size_t)ci * th * si * tw * si, tout = (size_t)co * th * so * tw * so;
+    float *tx = malloc(sizeof(float) * tin), *ty = malloc(sizeof(float) * tout), *den = calloc(OH * OW, sizeof(float));
+    if (!tx || !ty || !den) { free(tx); free(ty); free(den); return ocd_fail("vae: out of memory (tiles)"); }
+    memset(out, 0, sizeof(float) * co * OH * OW);
+    int rc = 0;
+    for (int ty_i = 0; ty_i < ny && !rc; ty_i++)
+        for (int tx_i = 0; tx_i < nx && !rc; tx_i++) {
+            const int y0 = tile_start(ty_i, ny, th, h), x0 = tile_start(tx_i, nx, tw, w);
+            /* overlaps with the neighbours, in output units */
+            const int lo_y = ty_i > 0 ? (tile_start(ty_i - 1, ny, th, h) + th - y0) * so : 0;
+            const int hi_y = ty_i < ny - 1 ? (y0 + th - tile_start(ty_i + 1, ny, th, h)) * so : 0;
+            const int lo_x = tx_i > 0 ? (tile_start(tx_i - 1, nx, tw, w) + tw - x0) * so : 0;
+            const int hi_x = tx_i < nx - 1 ? (x0 + tw - tile_start(tx_i + 1, nx, tw, w)) * so : 0;
+            const int IH = th * si, IW = tw * si, TH = th * so, TW = tw * so;
+            for (int k = 0; k < ci; k++)
+                for (int y = 0; y < IH; y++)
+                    memcpy(tx + ((size_t)k * IH + y) * IW, in + ((size_t)k * h * si + (size_t)y0 * si + y) * w * si + (size_t)x0 * si,
+                           sizeof(float) * IW);
+            if (dec) rc = decode_whole(v, tx, th, tw, ty);
+            else rc = encode_whole(v, tx, IH, IW, ty, ty + (size_t)c->latent_channels * th * tw);
+            if (rc) break;
+            for (int y = 0; y < TH; y++) {
+                const float wy = ramp(y, TH, lo_y, hi_y);
+                for (int x = 0; x < TW; x++) {
+                    const float wt = wy * ramp(x, TW, lo_x, hi_x);
+                    const size_t o = ((size_t)y0 * so + y) * OW + (size_t)x0 * so + x;
+                    den[o] += wt;
+                    for (int k = 0; k < co; k++) out[(size_t)k * OH * OW + o] += wt * ty[((size_t)k * TH + y) * TW + x];
+                }
+            }
+        }
+    if (!rc)
+        for (int k = 0; k < co; k++)
+            for (size_t o = 0; o < OH * OW; o++) out[(size_t)k * OH * OW + o] /= den[o];
+    free(tx);
+    free(ty);
+    free(den);
+    return rc;
+}
+
+static int tiled(const vae *v, int h, int w) { return v->tile > 0 && (h > v->tile || w > v->tile); }
+
+int vae_set_tiling(vae *v, int tile_px, int overlap_px) {
+    const int f = vae_downscale(&v->cfg);
+    if (tile_px < 0 || overlap_px < 0 || tile_px % f || overlap_px % f)
+        return ocd_fail("vae tiling: tile %d and overlap %d px must be non-negative multiples of %d", tile_px, overlap_px, f);
+    if (tile_px && 2 * overlap_px >= tile_px)
+        return ocd_fail("vae tiling: overlap %d px must be less than half the tile (%d px)", overlap_px, tile_px);
+    v->tile = tile_px / f;
+    v->overlap = overlap_px / f;
+    return 0;
+}
+
+int vae_encode(vae *v, const float *image, int H, int W, float *mean, float *logvar) {
+    if (check_size(v, H, W, "encode")) return -1;
+    const int f = vae_downscale(&v->cfg);
+    if (!tiled(v, H / f, W / f)) return encode_whole(v, image, H, W, mean, logvar);
+    const size_t n = (size_t)v->cfg.latent_channels * (H / f) * (W / f);
+    float *mom = malloc(sizeof(float) * 2 * n);
+    if (!mom) return ocd_fail("vae: out of memory (tiles)");
+    int rc = run_tiled(v, 0, image, H / f, W / f, mom);
+    if (!rc) {
+        memcpy(mean, mom, sizeof(float) * n);
+        memcpy(logvar, mom + n, sizeof(float) * n);
+    }
+    free(mom);
+    return rc;
+}
+
+int vae_decode(vae *v, const float *z, int h, int w, float *image) {
     int f = vae_downscale(&v->cfg);
-    run pe = {.plan = 1}, pd = {.plan = 1};
+    if (h <= 0 || w <= 0 || (double)h * w * f * f > 1e9)
+        return ocd_fail("vae decode: latent size %dx%d must be positive", w, h);
+    return tiled(v, h, w) ? run_tiled(v, 1, z, h, w, image) : decode_whole(v, z, h, w, image);
+}
+
+size_t vae_scratch_bytes(vae *v, int H, int W) {
+    int f = vae_downscale(&v->cfg), ny, nx, th, tw;
+    if (tiled(v, H / f, W / f)) { /* one tile's workspace */
+        tile_grid(H / f, v->tile, v->overlap, &ny, &th);
+        tile_grid(W / f, v->tile, v->overlap, &nx, &tw);
+        H = th * f;
+        W = tw * f;
+    }
+    run pe = {.plan = 1, .v = v}, pd = {.plan = 1, .v = v};
     run_encoder(v, &pe, NULL, H, W, NULL, NULL);
     run_decoder(v, &pd, NULL, H / f, W / f, NULL);
     size_t a = plan_floats(&pe), b = plan_floats(&pd);

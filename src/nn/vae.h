@@ -45,7 +45,23 @@ int vae_encode(vae *v, const float *image, int H, int W, float *mean, float *log
 /* z [latent, h, w] (raw decoder input) -> image [out_ch, f h, f w]. */
 int vae_decode(vae *v, const float *z, int h, int w, float *image);
 
-/* Workspace bytes needed to encode an H x W image and decode its h x w latent. */
+/* Precision of the convolutions and attention linears, as unet_set_precision: 0 = fp32,
+ * 1 = bf16 on AMX-BF16 CPUs (converted once, in place; elsewhere a line on stderr and fp32
+ * stays). The image/latent-side convs with < 16 channels stay fp32. 0 or -1 (error set). */
+int vae_set_precision(vae *v, int bf16);
+int vae_precision_bf16(const vae *v);
+
+/* Tiling: frames larger than tile_px x tile_px pixels (either side) are encoded/decoded in
+ * tiles overlapping by overlap_px, blended linearly across the overlaps: peak memory is one
+ * tile's workspace plus the frame. Approximate (each tile has its own GroupNorm statistics
+ * and attention). Defaults VAE_TILE_DEFAULT / VAE_OVERLAP_DEFAULT; tile_px 0 = never tile.
+ * Both multiples of the downscale factor, overlap < tile / 2. 0 or -1 (error set). */
+#define VAE_TILE_DEFAULT 512
+#define VAE_OVERLAP_DEFAULT 64
+int vae_set_tiling(vae *v, int tile_px, int overlap_px);
+
+/* Workspace bytes needed to encode an H x W image and decode its h x w latent (one tile's
+ * when tiled). */
 size_t vae_scratch_bytes(vae *v, int H, int W);
 /* Bytes of workspace currently held. */
 size_t vae_workspace_bytes(const vae *v);
