@@ -53,21 +53,6 @@ float as_f16_to_f32(uint16_t h) {
     return f;
 }
 
-uint16_t as_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
-}
-
-float as_bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
 static size_t dtype_size(as_dtype d) { return d == AS_F32 ? 4 : 2; }
 
 static void put(as_dtype d, void *dst, const float *src, size_t n) {
@@ -76,7 +61,7 @@ static void put(as_dtype d, void *dst, const float *src, size_t n) {
     if (d == AS_F16)
         for (size_t i = 0; i < n; i++) o[i] = as_f32_to_f16(src[i]);
     else
-        for (size_t i = 0; i < n; i++) o[i] = as_f32_to_bf16(src[i]);
+        for (size_t i = 0; i < n; i++) o[i] = k_f32_to_bf16(src[i]);
 }
 
 static void get(as_dtype d, float *dst, const void *src, size_t n) {
@@ -85,7 +70,7 @@ static void get(as_dtype d, float *dst, const void *src, size_t n) {
     if (d == AS_F16)
         for (size_t i = 0; i < n; i++) dst[i] = as_f16_to_f32(s[i]);
     else
-        for (size_t i = 0; i < n; i++) dst[i] = as_bf16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) dst[i] = k_bf16_to_f32(s[i]);
 }
 
 /* ------------------------------------------------------------ layer plan */

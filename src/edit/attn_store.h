@@ -136,7 +136,5 @@ void as_softmax_map(const float *q, int ldq, const float *k, int ldk, int Nq, in
 /* Half-precision conversions (round to nearest even). */
 uint16_t as_f32_to_f16(float f);
 float as_f16_to_f32(uint16_t h);
-uint16_t as_f32_to_bf16(float f);
-float as_bf16_to_f32(uint16_t h);
 
 #endif

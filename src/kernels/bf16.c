@@ -40,6 +40,7 @@ static int round_up(int n, int m) { return (n + m - 1) / m * m; }
 uint16_t k_f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* NaN stays a (quiet) NaN */
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
 }
