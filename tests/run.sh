@@ -2,6 +2,9 @@
 # Runs every test program in BUILD/tests and the CLI tests; prints one closing line
 # "N passed, N failed" (the sum over all programs). Exit status 1 if anything failed.
 BUILD=${1:-build}
+# Sleeping rather than spinning OpenMP workers: with other jobs on the cores, spinning threads
+# burn whole scheduler slices at every barrier and a seconds-long suite takes many minutes.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 pass=0; fail=0; failed_progs=""
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
