@@ -103,9 +103,10 @@ static void test_conv(void) {
      * tasks, co not a multiple of 8, width not a multiple of the 48-position tile */
     conv_case("direct", (k_conv_shape){40, 12, 13, 21, 3, 3, 1, 1, 1, 1, 1}, 1);
     conv_case("direct-wide", (k_conv_shape){16, 5, 70, 70, 3, 3, 1, 1, 1, 1, 1}, 1);
+    /* Winograd's bands (64 MiB) included: never a full im2col (2.25 GiB here) */
     k_conv_shape big = {512, 512, 512, 512, 3, 3, 1, 1, 1, 1, 1};
     size_t ns = k_conv2d_scratch_floats(&big);
-    t_check(ns <= ((size_t)1 << 22), "conv scratch bounded (512ch 512x512 3x3)", "%zu floats", ns);
+    t_check(ns <= ((size_t)1 << 24), "conv scratch bounded (512ch 512x512 3x3)", "%zu floats", ns);
 }
 
 static void conv_up2_case(const char *label, k_conv_shape s, int check_threads) {
@@ -137,6 +138,68 @@ static void test_conv_up2(void) {
     conv_up2_case("asym-s2", (k_conv_shape){3, 6, 5, 2, 3, 2, 2, 0, 1, 2, 1}, 0);
     /* 64 x 9 x 96 columns x 100 rows > cap: several bands */
     conv_up2_case("bands", (k_conv_shape){64, 50, 48, 8, 3, 3, 1, 1, 1, 1, 1}, 1);
+}
+
+/* Winograd F(2x2, 3x3) through k_conv2d_batch against the plain sum (per image), or, for shapes
+ * too large for k_conv2d_ref, against the direct kernel; and 1 vs 2 threads bitwise. */
+static void wino_case(const char *label, k_conv_shape s, int B, int against_ref) {
+    const size_t nx = (size_t)s.ci * s.h * s.w, ny = (size_t)s.co * s.h * s.w;
+    float *x = rnd(nx * B, 1), *w = rnd((size_t)s.co * s.ci * 9, 0.3f), *b = rnd(s.co, 1);
+    float *y = malloc(sizeof(float) * ny * B), *r = malloc(sizeof(float) * ny * B), *y1 = malloc(sizeof(float) * ny * B);
+    size_t ns = k_conv2d_batch_scratch_floats(&s, B);
+    float *scr = malloc(sizeof(float) * ns);
+    char name[160];
+    snprintf(name, sizeof name, "winograd %s: ci%d co%d %dx%d B%d takes the Winograd path", label, s.ci, s.co, s.h, s.w, B);
+    t_check(k_conv3x3_wino_usable(&s, B), name, "%zu floats of scratch", ns);
+    k_conv2d_batch(y, x, B, w, b, &s, scr);
+    if (against_ref) {
+        for (int i = 0; i < B; i++) k_conv2d_ref(r + i * ny, x + i * nx, w, b, &s);
+    } else {
+        k_conv_winograd_enable(0);
+        float *sd = malloc(sizeof(float) * k_conv2d_scratch_floats(&s));
+        for (int i = 0; i < B; i++) k_conv2d(r + i * ny, x + i * nx, w, b, &s, sd);
+        free(sd);
+        k_conv_winograd_enable(1);
+    }
+    /* both sums round at the scale of their largest terms: tolerance relative to the output range */
+    double range = 0;
+    for (size_t i = 0; i < ny * B; i++) range = fabs(r[i]) > range ? fabs(r[i]) : range;
+    snprintf(name, sizeof name, "winograd %s vs %s", label, against_ref ? "reference" : "direct kernel");
+    t_close(name, y, r, ny * B, 1e-5 * (range > 1 ? range : 1), 1e-5);
+    omp_set_num_threads(1);
+    k_conv2d_batch(y1, x, B, w, b, &s, scr);
+    omp_set_num_threads(2);
+    snprintf(name, sizeof name, "winograd %s 1 vs 2 threads bitwise", label);
+    t_check(memcmp(y1, y, sizeof(float) * ny * B) == 0, name, "%s", "fixed tiles");
+    free(x); free(w); free(b); free(y); free(r); free(y1); free(scr);
+}
+
+static void test_winograd(void) {
+    /* odd sizes: a partial last tile row and column, 19 tile columns (a 16-tile chunk + 3) */
+    wino_case("odd", (k_conv_shape){17, 23, 37, 33, 3, 3, 1, 1, 1, 1, 1}, 1, 1);
+    /* tiles of three images in one band */
+    wino_case("batch", (k_conv_shape){32, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1}, 3, 1);
+    /* the nearest x2 upsampling read on the fly (k_conv2d_up2): stored 12 x 11 -> 24 x 22 */
+    {
+        k_conv_shape s = {20, 12, 11, 24, 3, 3, 1, 1, 1, 1, 1};
+        const int ho = k_conv_up2_out_h(&s), wo = k_conv_up2_out_w(&s);
+        const size_t ny = (size_t)s.co * ho * wo;
+        float *x = rnd((size_t)s.ci * s.h * s.w, 1), *w = rnd((size_t)s.co * s.ci * 9, 0.3f), *b = rnd(s.co, 1);
+        float *y = malloc(sizeof(float) * ny), *r = malloc(sizeof(float) * ny);
+        float *scr = malloc(sizeof(float) * k_conv2d_up2_scratch_floats(&s));
+        k_conv_shape u = s;
+        u.h *= 2, u.w *= 2;
+        t_check(k_conv3x3_wino_usable(&u, 1), "winograd up2 takes the Winograd path", "%s", "stored 12x11");
+        k_conv2d_up2(y, x, w, b, &s, scr);
+        k_conv2d_up2_ref(r, x, w, b, &s);
+        t_close("winograd up2 ci20 12x11 -> 24x22 vs reference", y, r, ny, 1e-5, 1e-5);
+        free(x); free(w); free(b); free(y); free(r); free(scr);
+    }
+    if (t_quick()) return;
+    /* several bands of tile rows (2048 tiles of 9216 floats > the 16M-float cap) */
+    wino_case("bands", (k_conv_shape){512, 64, 64, 64, 3, 3, 1, 1, 1, 1, 1}, 2, 0);
+    /* several output-channel blocks (128 channels per block at ci 2048) */
+    wino_case("co-blocks", (k_conv_shape){2048, 12, 12, 160, 3, 3, 1, 1, 1, 1, 1}, 4, 0);
 }
 
 static void test_norm(void) {
@@ -268,15 +331,15 @@ static void test_elementwise(void) {
     for (size_t i = 0; i < n; i++) r[i] = 2 * x[i];
     t_close("add", y, r, n, 0, 0);
     {
-        int N = 7, D = 11;
-        float *in = rnd((size_t)N * 2 * D, 4), out[77], ref[77];
+        int N = 7, D = 37; /* two vectors and a scalar tail per row */
+        float *in = rnd((size_t)N * 2 * D, 8), out[7 * 37], ref[7 * 37];
         k_geglu(out, in, N, D);
         for (int i = 0; i < N; i++)
             for (int j = 0; j < D; j++) {
                 double a = in[i * 2 * D + j], g = in[i * 2 * D + D + j];
                 ref[i * D + j] = (float)(a * 0.5 * g * (1 + erf(g / sqrt(2.0))));
             }
-        t_close("geglu 7x11", out, ref, (size_t)N * D, 1e-6, 1e-6);
+        t_close("geglu 7x37", out, ref, (size_t)N * D, 1e-6, 1e-6);
         free(in);
     }
     /* nearest: x2, identity, 2->3, 3->5, 5->8 (non-multiples), and shrink */
@@ -396,6 +459,7 @@ int main(int argc, char **argv) {
     test_gemm();
     test_conv();
     test_conv_up2();
+    test_winograd();
     test_norm();
     test_attention();
     test_elementwise();

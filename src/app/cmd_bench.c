@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/rng.h"
 #include "base/util.h"
+#include "kernels/kernels.h"
 
 static const opt_spec k_opts[] = {
     {"--model", 1, "model folder or .safetensors file"},
@@ -22,6 +23,7 @@ static const opt_spec k_opts[] = {
     {"--threads", 1, "threads (default: all cores)"},
     {"--repeat", 1, "timed calls (default 3)"},
     {"--precision", 1, "fp32|bf16|both: UNet/VAE convs and linears (bf16 needs AMX-BF16; both = fp32 then bf16, compared)"},
+    {"--conv", 1, "fp32 3x3 convolutions: winograd (default, where it pays) | direct"},
     {"--tile", 1, "VAE tile size in pixels (default 512: larger frames go by tiles; 0 = never tile)"},
     {"--help", 0, "this text"},
     {0, 0, 0},
@@ -126,6 +128,9 @@ int cmd_bench(int argc, char **argv) {
         out = malloc(sizeof(float) * B * 77 * m.clip_cfg.hidden);
         if (!in || !out) { ocd_fail("out of memory"); goto done; }
     }
+    const char *conv = args_str(&a, "--conv", "winograd");
+    if (strcmp(conv, "winograd") && strcmp(conv, "direct")) { ocd_fail("--conv must be winograd or direct"); goto done; }
+    k_conv_winograd_enable(!strcmp(conv, "winograd"));
     long tile;
     if (args_int(&a, "--tile", VAE_TILE_DEFAULT, 0, 1 << 16, &tile)) goto done;
     if ((which == 1 || which == 2) && vae_set_tiling(m.vae, (int)tile, tile && tile < 4 * VAE_OVERLAP_DEFAULT ? (int)tile / 8 / 4 * 8 : VAE_OVERLAP_DEFAULT))

@@ -21,7 +21,8 @@ static int block_rows(int Nq, int Nk) {
     return (int)r;
 }
 
-#define FA_R 8       /* query rows per group (flash path) */
+#define FA_R 32      /* query rows per group (flash path): each K/V block is read once per 32 rows */
+#define FA_MR 8      /* query rows per score micro-tile (8 x 48 accumulators in registers) */
 #define FA_KB 192    /* keys per block (four micro-tiles of 48): amortises the per-row softmax work */
 #define FA_MAXDH 256 /* head sizes up to this take the flash path; larger ones the sgemm blocks */
 
@@ -86,10 +87,11 @@ static inline __attribute__((always_inline)) void fa_pv4(float *O, const float *
         for (int t = 0; t < nv; t++) _mm512_storeu_ps(O + r * FA_MAXDH + 16 * t, a[r][t]);
 }
 
-static void fa_pv(float *O, const float *P, const float *v, int ldv, int nj, int nv, __mmask16 tail) {
+/* rows: a multiple of 4, at most FA_R */
+static void fa_pv(float *O, const float *P, int rows, const float *v, int ldv, int nj, int nv, __mmask16 tail) {
     const int ld = FA_MAXDH;
     if (nv <= 5) {
-        for (int i = 0; i < FA_R; i += 4) {
+        for (int i = 0; i < rows; i += 4) {
             float *o = O + (size_t)i * ld;
             const float *p = P + i * FA_KB;
             switch (nv) {
@@ -102,7 +104,7 @@ static void fa_pv(float *O, const float *P, const float *v, int ldv, int nj, int
         }
         return;
     }
-    for (int i = 0; i < FA_R; i += 2) {
+    for (int i = 0; i < rows; i += 2) {
         float *o0 = O + (size_t)i * ld, *o1 = o0 + ld;
         const float *p0 = P + i * FA_KB, *p1 = p0 + FA_KB;
         switch (nv) { /* constant nv: the accumulators live in registers */
@@ -139,7 +141,7 @@ static void fa_group(float *out, int ldo, const float *q, int ldq, const float *
     float P[FA_R * FA_KB] __attribute__((aligned(64)));
     float m[FA_R], l[FA_R];
     const float *qr[FA_R];
-    const int nv = (dh + 15) / 16;
+    const int nv = (dh + 15) / 16, nrp = (nr + 3) & ~3; /* rows worked on: whole PV micro-tiles */
     const __mmask16 tail = dh % 16 ? (__mmask16)((1u << (dh % 16)) - 1) : (__mmask16)0xFFFF;
     for (int i = 0; i < FA_R; i++) {
         qr[i] = q + (size_t)(i0 + (i < nr ? i : nr - 1)) * ldq; /* padding rows repeat the last: never stored */
@@ -151,27 +153,36 @@ static void fa_group(float *out, int ldo, const float *q, int ldq, const float *
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int j0 = 0; j0 < nk_end; j0 += FA_KB) {
         const int nj = OCD_MIN(FA_KB, nk_end - j0);
-        for (int jb = 0; jb < nj; jb += 48) { /* S[:, jb:jb+48] = scale q k^T, 8 x 48 in registers */
-            __m512 acc[FA_R][3];
-#pragma GCC unroll 8
-            for (int i = 0; i < FA_R; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
-            const float *kd = kt + j0 + jb;
-            for (int d = 0; d < dh; d++, kd += nkp) {
-                __m512 b0 = _mm512_loadu_ps(kd), b1 = _mm512_loadu_ps(kd + 16), b2 = _mm512_loadu_ps(kd + 32);
-#pragma GCC unroll 8
-                for (int i = 0; i < FA_R; i++) {
-                    __m512 a = _mm512_set1_ps(qr[i][d]);
-                    acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-                    acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
-                    acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
-                }
+        /* S[rb:rb+8, jb:jb+48] = scale q k^T, 8 x 48 in registers; the K block stays in L1/L2 for all rows */
+        for (int rb = 0; rb < FA_R; rb += FA_MR) {
+            if (rb >= nr) { /* padding rows of a short last group: never stored, skip their scores */
+                for (int i = rb; i < nrp; i++) memset(P + i * FA_KB, 0, sizeof(float) * FA_KB);
+                break;
             }
+            for (int jb = 0; jb < nj; jb += 48) {
+                __m512 acc[FA_MR][3];
 #pragma GCC unroll 8
-            for (int i = 0; i < FA_R; i++)
-                for (int t = 0; t < 3; t++) _mm512_store_ps(P + i * FA_KB + jb + 16 * t, _mm512_mul_ps(acc[i][t], vscale));
+                for (int i = 0; i < FA_MR; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
+                const float *kd = kt + j0 + jb;
+                const float *const *qg = qr + rb;
+                for (int d = 0; d < dh; d++, kd += nkp) {
+                    __m512 b0 = _mm512_loadu_ps(kd), b1 = _mm512_loadu_ps(kd + 16), b2 = _mm512_loadu_ps(kd + 32);
+#pragma GCC unroll 8
+                    for (int i = 0; i < FA_MR; i++) {
+                        __m512 a = _mm512_set1_ps(qg[i][d]);
+                        acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+                        acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+                        acc[i][2] = _mm512_fmadd_ps(a, b2, acc[i][2]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int i = 0; i < FA_MR; i++)
+                    for (int t = 0; t < 3; t++)
+                        _mm512_store_ps(P + (rb + i) * FA_KB + jb + 16 * t, _mm512_mul_ps(acc[i][t], vscale));
+            }
         }
         const int nvec = (nj + 15) / 16;
-        for (int i = 0; i < FA_R; i++) {
+        for (int i = 0; i < nrp; i++) {
             /* keys j0 + 16t + lane valid iff < nk_end and (causal) <= the row's query */
             int lim = causal ? OCD_MIN(nk_end, i0 + OCD_MIN(i, nr - 1) + 1) : nk_end;
             lim -= j0;
@@ -203,7 +214,7 @@ static void fa_group(float *out, int ldo, const float *q, int ldq, const float *
                 m[i] = mn;
             }
         }
-        fa_pv(O, P, v + (size_t)j0 * ldv, ldv, nj, nv, tail);
+        fa_pv(O, P, nrp, v + (size_t)j0 * ldv, ldv, nj, nv, tail);
     }
     for (int i = 0; i < nr; i++) {
         float *o = out + (size_t)(i0 + i) * ldo;

@@ -45,6 +45,7 @@ static size_t dc_scratch_floats(const k_conv_shape *s);
 static int dc_usable(const k_conv_shape *s, int up);
 
 size_t k_conv2d_scratch_floats(const k_conv_shape *s) {
+    if (k_conv3x3_wino_usable(s, 1)) return k_conv3x3_wino_scratch_floats(s, 1);
     if (dc_usable(s, 1)) return dc_scratch_floats(s);
     if (is_pointwise(s)) return 0;
     int wo = k_conv_out_w(s);
@@ -223,6 +224,7 @@ static void dc_conv(float *y, const float *x, const float *w, const float *b, co
 static void conv2d(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch,
                    int up) {
     if (k_conv_out_h(s) <= 0 || k_conv_out_w(s) <= 0 || s->co <= 0) return;
+    if (k_conv3x3_wino_usable(s, 1)) { k_conv3x3_wino(y, x, 1, w, b, s, up, scratch); return; }
     if (dc_usable(s, up)) { dc_conv(y, x, w, b, s, scratch, up); return; }
     const int ho = k_conv_out_h(s), wo = k_conv_out_w(s), co = s->co;
     const size_t plane = (size_t)ho * wo;
@@ -250,6 +252,18 @@ void k_conv2d(float *y, const float *x, const float *w, const float *b, const k_
     conv2d(y, x, w, b, s, scratch, 1);
 }
 
+size_t k_conv2d_batch_scratch_floats(const k_conv_shape *s, int B) {
+    return k_conv3x3_wino_usable(s, B) ? k_conv3x3_wino_scratch_floats(s, B) : k_conv2d_scratch_floats(s);
+}
+
+void k_conv2d_batch(float *y, const float *x, int B, const float *w, const float *b, const k_conv_shape *s,
+                    float *scratch) {
+    if (B < 1 || k_conv_out_h(s) <= 0 || k_conv_out_w(s) <= 0 || s->co <= 0) return;
+    if (k_conv3x3_wino_usable(s, B)) { k_conv3x3_wino(y, x, B, w, b, s, 1, scratch); return; }
+    const size_t xs = (size_t)s->ci * s->h * s->w, ys = (size_t)s->co * k_conv_out_h(s) * k_conv_out_w(s);
+    for (int i = 0; i < B; i++) k_conv2d(y + i * ys, x + i * xs, w, b, s, scratch);
+}
+
 /* The upsampled plane is never stored: im2col reads the low-resolution one. */
 static k_conv_shape up2_shape(const k_conv_shape *s) {
     k_conv_shape u = *s;
@@ -263,6 +277,7 @@ int k_conv_up2_out_w(const k_conv_shape *s) { k_conv_shape u = up2_shape(s); ret
 
 size_t k_conv2d_up2_scratch_floats(const k_conv_shape *s) {
     k_conv_shape u = up2_shape(s);
+    if (k_conv3x3_wino_usable(&u, 1)) return k_conv3x3_wino_scratch_floats(&u, 1);
     if (dc_usable(&u, 2)) return dc_scratch_floats(&u);
     size_t n = k_conv2d_scratch_floats(&u);
     /* the pointwise shortcut does not apply to a virtual input: size the band anyway */

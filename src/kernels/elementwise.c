@@ -20,9 +20,37 @@ void k_silu(float *x, size_t n) {
 #endif
 }
 
+static float gelu_erf1(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
+#if defined(__AVX512F__)
+/* gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) = 0.5 x erfc(-x / sqrt 2), erfc by the Chebyshev fit of
+ * Numerical Recipes (erfcc, relative error below 1.2e-7 everywhere, so the negative tail keeps its
+ * relative accuracy too): for z >= 0, erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2), and
+ * erfc(-z) = 2 - erfc(z). libm's erff costs a call per element; GEGLU is ~5% of a UNet. */
+static inline __m512 gelu512(__m512 x) {
+    static const float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418f, -0.18628806f,
+                                0.27886807f, -1.13520398f, 1.48851587f, -0.82215223f, 0.17087277f};
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps((float)M_SQRT1_2));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(c[9]);
+    for (int i = 8; i >= 0; i--) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
+    const __m512 ec = _mm512_mul_ps(t, k_exp512(_mm512_fnmadd_ps(z, z, p)));          /* erfc(|x| / sqrt 2) */
+    /* erfc(-x / sqrt 2): ec for x < 0, 2 - ec for x >= 0 */
+    const __m512 e = _mm512_mask_sub_ps(ec, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ), _mm512_set1_ps(2.0f), ec);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), e);
+}
+#endif
+
 void k_gelu_erf(float *x, size_t n) {
+#if defined(__AVX512F__)
+    const size_t nv = n / 16;
 #pragma omp parallel for schedule(static) if (n > K_PAR_MIN)
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    for (size_t i = 0; i < nv; i++) _mm512_storeu_ps(x + 16 * i, gelu512(_mm512_loadu_ps(x + 16 * i)));
+    for (size_t i = nv * 16; i < n; i++) x[i] = gelu_erf1(x[i]);
+#else
+#pragma omp parallel for schedule(static) if (n > K_PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] = gelu_erf1(x[i]);
+#endif
 }
 
 void k_quick_gelu(float *x, size_t n) {
@@ -40,7 +68,12 @@ void k_geglu(float *out, const float *in, int N, int D) {
     for (int r = 0; r < N; r++) {
         const float *a = in + (size_t)r * 2 * D, *g = a + D;
         float *o = out + (size_t)r * D;
-        for (int i = 0; i < D; i++) o[i] = a[i] * (0.5f * g[i] * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
+        int i = 0;
+#if defined(__AVX512F__)
+        for (; i + 16 <= D; i += 16)
+            _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(a + i), gelu512(_mm512_loadu_ps(g + i))));
+#endif
+        for (; i < D; i++) o[i] = a[i] * gelu_erf1(g[i]);
     }
 }
 

@@ -49,6 +49,25 @@ size_t k_conv2d_up2_scratch_floats(const k_conv_shape *s);
 void k_conv2d_up2(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s, float *scratch);
 void k_conv2d_up2_ref(float *y, const float *x, const float *w, const float *b, const k_conv_shape *s);
 
+/* Batched 2-D convolution: x [B, ci, h, w] -> y [B, co, ho, wo], one call for the batch so that
+ * a 3x3 convolution can go by Winograd F(2x2, 3x3) across all images' tiles (below); other
+ * shapes run k_conv2d per image. Scratch from k_conv2d_batch_scratch_floats(s, B). */
+size_t k_conv2d_batch_scratch_floats(const k_conv_shape *s, int B);
+void k_conv2d_batch(float *y, const float *x, int B, const float *w, const float *b, const k_conv_shape *s,
+                    float *scratch);
+/* Winograd F(2x2, 3x3) (winograd.c): 3x3, stride 1, padding 1 on every side, x [B, ci, h / up,
+ * w / up] read as its nearest x`up` upsampling (up 1 or 2; s describes the h x w input).
+ * 2.25x fewer multiply-adds than the direct sum; used by k_conv2d, k_conv2d_up2 and
+ * k_conv2d_batch where k_conv3x3_wino_usable says it pays (enough tiles, AVX-512). Its plain
+ * twin is k_conv2d_ref. */
+int k_conv3x3_wino_usable(const k_conv_shape *s, int B);
+/* Process-wide switch (default on), for tests and A/B benchmarks: off = the direct kernels.
+ * Not thread-safe: set it before convolutions run. */
+void k_conv_winograd_enable(int on);
+size_t k_conv3x3_wino_scratch_floats(const k_conv_shape *s, int B);
+void k_conv3x3_wino(float *y, const float *x, int B, const float *w, const float *b, const k_conv_shape *s, int up,
+                    float *scratch);
+
 /* ---- Normalisation ----
  * GroupNorm over x[C, HW] (one image): G groups of C/G channels, affine per channel, then
  * SiLU if `silu`. y may equal x. Statistics in double for accuracy. */

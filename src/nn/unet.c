@@ -460,12 +460,13 @@ static int conv_batch(fwd *f, float *y, const float *x, const float *w, const fl
     const int ho = k_conv_out_h(&s), wo = k_conv_out_w(&s);
     size_t m = arena_mark(&f->u->arena);
     const k_bf16_weight *wb = f->u->bf16 ? k_bf16_set_find(&f->u->wb, w) : NULL;
-    float *scratch = ALLOC(wb ? k_conv2d_bf16_scratch_floats(&s) : k_conv2d_scratch_floats(&s));
+    float *scratch = ALLOC(wb ? k_conv2d_bf16_scratch_floats(&s) : k_conv2d_batch_scratch_floats(&s, f->B));
     if (!scratch) return -1;
-    for (int i = 0; i < f->B; i++) {
-        if (wb) k_conv2d_bf16(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, wb, b, &s, scratch);
-        else k_conv2d(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, w, b, &s, scratch);
-    }
+    if (wb)
+        for (int i = 0; i < f->B; i++)
+            k_conv2d_bf16(y + (size_t)i * co * ho * wo, x + (size_t)i * ci * h * wd, wb, b, &s, scratch);
+    else
+        k_conv2d_batch(y, x, f->B, w, b, &s, scratch); /* the whole batch: Winograd's tiles span it */
     arena_rewind(&f->u->arena, m);
     f->u->flops += 2.0 * f->B * co * ci * k * k * ho * wo;
     return 0;
