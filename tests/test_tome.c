@@ -315,6 +315,10 @@ static void test_store(void) {
     tome_plan_store *s = tome_store_new();
     kv_case c;
     kv_setup(&c, 16, 16, 2, 16, 400, 0);
+    /* reserved up front (12 plans of at most 2 x 512 int16 indices): the puts below allocate nothing */
+    const int rrc = tome_store_reserve(s, 12, 12 * 2 * 512 * 2);
+    const size_t reserved = tome_store_bytes(s);
+    t_check(!rrc, "plan store reserve", "%zu bytes", reserved);
     tome_plan got;
     tome_plan_init(&got, c.N);
     float *k2 = malloc(sizeof(float) * c.N * c.C), *v2 = malloc(sizeof(float) * c.N * c.C);
@@ -349,6 +353,8 @@ static void test_store(void) {
             tome_store_payload_bytes(s), payload, tome_store_bytes(s));
     t_check(tome_store_payload_bytes(s) == payload && tome_store_bytes(s) > payload, "plan store bytes", "%zu / %zu",
             tome_store_payload_bytes(s), tome_store_bytes(s));
+    t_check(tome_store_bytes(s) == reserved, "plan store: no allocation after reserve", "%zu bytes before and after 12 puts",
+            reserved);
     /* wide plans (N > 32768 -> int32): a synthetic plan merging every odd token into its left */
     int N = 40000;
     tome_plan w, w2;

@@ -389,7 +389,15 @@ static int plan_accel(fz_ctx *c) {
     }
     if (!c->tome_on) return 0;
     const size_t tm = (size_t)c->tok_max;
-    if (!(c->plans = tome_store_new()) || tome_plan_init(&c->tplan, c->tok_max) || tome_plan_init(&c->cplan, c->tok_max) ||
+    /* room for every plan of the inversion (step x layer x frame, indices of at most 2 x tokens),
+     * so that the inversion loop allocates nothing */
+    size_t plan_bytes = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const size_t tok = (size_t)kvf * c->layers[i].H * c->layers[i].W;
+        plan_bytes += (size_t)c->N * c->F * (2 * tok * (tok > 32768 ? 4 : 2) + 16);
+    }
+    if (!(c->plans = tome_store_new()) || tome_store_reserve(c->plans, c->N * c->n_layers * c->F, plan_bytes) ||
+        tome_plan_init(&c->tplan, c->tok_max) || tome_plan_init(&c->cplan, c->tok_max) ||
         !(c->dst = ocd_malloc(sizeof(int32_t) * tm)) || !(c->fg = ocd_malloc(tm)) ||
         !(c->row_map = ocd_malloc(sizeof(int32_t) * tm)) || !(c->tscratch = ocd_malloc(c->tscratch_bytes ? c->tscratch_bytes : 1)) ||
         !(c->km = ocd_malloc(sizeof(float) * tm * c->c_max)) || !(c->vm = ocd_malloc(sizeof(float) * tm * c->c_max)))

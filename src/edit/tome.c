@@ -420,6 +420,24 @@ static void *store_alloc(tome_plan_store *s, size_t bytes) {
     return p;
 }
 
+int tome_store_reserve(tome_plan_store *s, int n, size_t payload) {
+    if (n < 0) return ocd_fail("tome_store_reserve: negative count");
+    while (2 * (s->n + n) > s->tcap)
+        if (store_grow_table(s)) return -1;
+    if (s->n + n > s->cap) {
+        store_entry *ne = realloc(s->e, sizeof(store_entry) * (size_t)(s->n + n));
+        if (!ne) return ocd_fail("tome plan store: out of memory");
+        s->e = ne;
+        s->cap = s->n + n;
+    }
+    const size_t bytes = payload + 16 * (size_t)n; /* store_alloc rounds each plan up to 16 bytes */
+    if (!s->chunks || s->chunks->cap - s->chunks->used < bytes) {
+        if (!store_alloc(s, bytes)) return -1;
+        s->chunks->used = 0; /* a fresh, empty chunk at the head */
+    }
+    return 0;
+}
+
 int tome_store_put(tome_plan_store *s, int step, int layer, int item, const tome_plan *p) {
     if (p->n_tok < 0 || p->n_out < 0 || p->n_out > p->n_tok) return ocd_fail("tome_store_put: malformed plan");
     if (2 * (s->n + 1) > s->tcap && store_grow_table(s)) return -1;

@@ -130,6 +130,10 @@ typedef struct tome_plan_store tome_plan_store;
 tome_plan_store *tome_store_new(void);
 void tome_store_free(tome_plan_store *s);
 void tome_store_clear(tome_plan_store *s);
+/* Makes room for n more plans whose indices take at most `payload` bytes in all (2 bytes per
+ * index, 4 when n_tok > 32768), so that the puts of a sampling loop allocate nothing. Puts beyond
+ * the reservation still work (the store grows). */
+int tome_store_reserve(tome_plan_store *s, int n, size_t payload);
 /* Copies the plan in (int16 indices when n_tok <= 32768). A key stored twice is an error. */
 int tome_store_put(tome_plan_store *s, int step, int layer, int item, const tome_plan *p);
 /* 1: found, written to p (needs p->cap >= its n_tok); 0: absent; -1: error. No allocation. */
