@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/util.h"
 #include "kernels/kernels.h"
 
 #define MAX_LAYERS 8   /* resnets per block */
@@ -64,6 +65,7 @@ struct unet {
     float *conv_out_w, *conv_out_b;       /* [out, C0, 3, 3] */
     int n_attn_layers;
     int trunk_only;                       /* ControlNet: no up blocks, no conv_out */
+    size_t ff_floats;                     /* feed-forward hidden state per block of rows (UNET_FF_FLOATS) */
     ocd_arena arena;
     double flops;
     int bf16;                             /* 1: convs and linears run on bf16 weights (wb) */
@@ -262,6 +264,7 @@ static unet *unet_build(const unet_config *c, ws_source *ws, int trunk_only) {
     if (!u) { ocd_fail("out of memory"); return NULL; }
     u->cfg = *c;
     arena_init(&u->arena);
+    u->ff_floats = UNET_FF_FLOATS;
     const int C0 = c->block_out[0], L = c->layers_per_block, nl = c->n_levels;
     const int T = u->temb_dim = 4 * C0;
     char p[160];
@@ -428,6 +431,7 @@ const unet_config *unet_get_config(const unet *u) { return &u->cfg; }
 int unet_n_attn_layers(const unet *u) { return u->n_attn_layers; }
 double unet_last_flops(const unet *u) { return u->flops; }
 size_t unet_arena_bytes(const unet *u) { return u->arena.capacity; }
+void unet_set_ff_block(unet *u, size_t floats) { u->ff_floats = floats ? floats : UNET_FF_FLOATS; }
 int unet_arena_grows(const unet *u) { return u->arena.n_grows; }
 
 /* ------------------------------------------------------------------ forward */
@@ -583,8 +587,11 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
     float *k = ALLOC((size_t)N * C);
     float *v = ALLOC((size_t)N * C);
     float *att = ALLOC((size_t)N * C);
-    float *ff = ALLOC((size_t)N * 8 * C);  /* GEGLU input [B*HW, 8C] */
-    float *gg = ALLOC((size_t)N * 4 * C);  /* GEGLU output [B*HW, 4C] */
+    /* the feed-forward runs in blocks of rows: its 12C-wide hidden state would otherwise be the
+     * largest buffer of the whole UNet (1 GiB for 16 frames at 512 px) */
+    const int ff_rows = OCD_MIN(N, OCD_MAX(1, (int)(f->u->ff_floats / (12 * (size_t)C))));
+    float *ff = ALLOC((size_t)ff_rows * 8 * C);  /* GEGLU input [rows, 8C] */
+    float *gg = ALLOC((size_t)ff_rows * 4 * C);  /* GEGLU output [rows, 4C] */
     float *kc = ALLOC((size_t)f->B * nc * C), *vc = ALLOC((size_t)f->B * nc * C); /* [B, n_ctx, C] */
     if (!tok || !n || !q || !k || !v || !att || !ff || !gg || !kc || !vc) return -1;
     for (int b = 0; b < f->B; b++) {
@@ -614,11 +621,14 @@ static int xformer_fwd(fwd *f, const xformer *xf, const float *x, int H, int W, 
         k_add(tok, n, (size_t)N * C);
         /* feed-forward, GEGLU */
         k_layer_norm(n, tok, t->n3_g, t->n3_b, N, C, 1e-5f);
-        lin(f->u, ff, n, t->ff1_w, t->ff1_b, N, C, 8 * C);
-        k_geglu(gg, ff, N, 4 * C);
-        lin(f->u, n, gg, t->ff2_w, t->ff2_b, N, 4 * C, C);
+        for (int r0 = 0; r0 < N; r0 += ff_rows) { /* rows are independent: any block size gives the same result */
+            const int nr = OCD_MIN(ff_rows, N - r0);
+            lin(f->u, ff, n + (size_t)r0 * C, t->ff1_w, t->ff1_b, nr, C, 8 * C);
+            k_geglu(gg, ff, nr, 4 * C);
+            lin(f->u, q + (size_t)r0 * C, gg, t->ff2_w, t->ff2_b, nr, 4 * C, C);
+        }
         fl += 2.0 * N * C * C * 5 + 2.0 * f->B * nc * X * C * 2 + 2.0 * N * C * 8 * C + 2.0 * N * 4 * C * C;
-        k_add(tok, n, (size_t)N * C);
+        k_add(tok, q, (size_t)N * C);
     }
     lin(f->u, n, tok, xf->pout_w, xf->pout_b, N, C, C);
     for (int b = 0; b < f->B; b++) {

@@ -24,6 +24,11 @@ int unet_trunk_forward(unet *u, const float *x, const float *t, const float *ctx
 /* Same, with mid_add [B, Cm, h, w] (may be NULL) added to the mid block's input only. */
 int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                           const unet_attn_hook *hook, const float *add_in, const float *mid_add, unet_feats *out);
+/* The transformer feed-forward runs in blocks of rows whose 12C-wide hidden state holds at most
+ * this many floats (default UNET_FF_FLOATS, 0 restores it); for tests, which shrink it to check
+ * that the blocking does not change the result. */
+#define UNET_FF_FLOATS ((size_t)1 << 24)
+void unet_set_ff_block(unet *u, size_t floats);
 /* Frees the trunk's features (rewinds the arena). */
 void unet_release(unet *u);
 
