@@ -1,30 +1,34 @@
-/* Planned scratch memory. A forward pass takes all its buffers from an arena and resets
- * it when done; the first pass at a given size sizes the arena (it may grow in blocks),
- * after which the blocks are merged into one and later passes allocate nothing. */
+/* Planned scratch memory. A forward pass takes all its buffers from an arena (a bump allocator
+ * with marks) and resets it when done.
+ *
+ * The arena is one contiguous range of virtual memory reserved up front (as large as the
+ * machine's RAM, MAP_NORESERVE), of which the kernel backs only the pages touched. So it never
+ * reallocates or fragments: its resident size is exactly the largest amount ever in use
+ * (high_water), the first pass at a given size plans the memory, and later passes at that size
+ * touch no new page. */
 #ifndef OCD_BASE_ARENA_H
 #define OCD_BASE_ARENA_H
 
 #include <stddef.h>
 
-typedef struct ocd_arena_block ocd_arena_block;
-
 typedef struct {
-    ocd_arena_block *head;  /* current (last) block; blocks chain backwards */
+    unsigned char *base;    /* the reserved range (NULL until first used) */
+    size_t reserved;        /* its size in bytes */
     size_t used_total;      /* bytes handed out since the last reset */
-    size_t high_water;      /* max used_total over all resets */
-    size_t capacity;        /* bytes held in all blocks */
-    int n_grows;            /* block allocations so far (tests assert none happen in loops) */
+    size_t high_water;      /* max used_total over all resets: the resident bytes */
+    size_t capacity;        /* = high_water (kept for reports) */
+    int n_grows;            /* times the high-water mark rose (tests assert none happen in loops) */
 } ocd_arena;
 
 void arena_init(ocd_arena *a);
-/* Ensures one block of at least `bytes` (call before a loop to plan the memory). */
+/* Ensures `bytes` can be handed out (the range is reserved on first use anyway). */
 int arena_reserve(ocd_arena *a, size_t bytes);
 /* 64-byte aligned floats; NULL with the error set when out of memory. */
 float *arena_floats(ocd_arena *a, size_t n);
 /* Marks and rewinds for nested scopes (e.g. one block of the network). */
 size_t arena_mark(const ocd_arena *a);
 void arena_rewind(ocd_arena *a, size_t mark);
-/* Rewinds to empty; if the pass needed several blocks, replaces them by one. */
+/* Rewinds to empty. */
 int arena_reset(ocd_arena *a);
 void arena_free(ocd_arena *a);
 
