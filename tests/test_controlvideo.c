@@ -164,11 +164,14 @@ static void test_pipeline_errors(void) {
     cv_default_params(&prm);
     prm.steps = 1;
     float emb[2 * 77 * 32] = {0}, noise[4 * 8 * 8] = {0}, lat[2 * 4 * 8 * 8], *cond = calloc(2 * 3 * 64 * 64, sizeof(float));
-    struct cv_ocd_params *ocd = (struct cv_ocd_params *)emb;   /* any non-NULL pointer */
-    prm.ocd = ocd;
+    prm.ocd.tome_ratio = 1.5f;
     int rc = cv_generate(&p, g_cn.net, &prm, emb, cond, 2, noise, 8, 8, lat, NULL);
-    t_check(rc < 0 && strstr(ocd_last_error(), "not built"), "OCD accelerations: refused until built", "%s", ocd_last_error());
-    prm.ocd = NULL;
+    t_check(rc < 0 && strstr(ocd_last_error(), "token-merging"), "merge ratio beyond 1 refused", "%s", ocd_last_error());
+    prm.ocd.tome_ratio = 0.0f;
+    prm.ocd.ocs = 1, prm.ocd.ocs_phi = 0;
+    rc = cv_generate(&p, g_cn.net, &prm, emb, cond, 2, noise, 8, 8, lat, NULL);
+    t_check(rc < 0 && strstr(ocd_last_error(), "OCS"), "OCS phi 0 refused", "%s", ocd_last_error());
+    prm.ocd.ocs = 0, prm.ocd.ocs_phi = 4;
     prm.window = 1;
     rc = cv_generate(&p, g_cn.net, &prm, emb, cond, 2, noise, 8, 8, lat, NULL);
     t_check(rc < 0, "window 1 refused", "%s", ocd_last_error());

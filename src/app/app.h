@@ -6,6 +6,9 @@
 #include <stdint.h>
 
 #include "app/args.h"
+#include "edit/controlvideo.h"
+#include "io/video.h"
+#include "nn/controlnet.h"
 #include "nn/sd_model.h"
 
 int cmd_info(int argc, char **argv);
@@ -14,9 +17,24 @@ int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_control(int argc, char **argv);        /* cmd_control.c */
-int cmd_bench_control(int argc, char **argv);  /* `ocd bench control`, cmd_control.c */
+int cmd_bench_control(int argc, char **argv);  /* `ocd bench control`, cmd_bench_control.c */
+int cmd_bench_control_pass(int argc, char **argv); /* `ocd bench control --pass`, cmd_control.c */
 double bench_sgemm_peak_gflops(void);          /* cmd_bench.c */
 int cmd_edit(int argc, char **argv);
+
+/* cmd_control.c's clip handling, shared with `ocd bench control`. */
+/* Frames start + i * stride (i < F) of a fully read clip, moved into a new clip (the rest freed);
+ * too short a clip is an error naming `name`. */
+int control_pick_frames(ocd_video *v, const char *name, int start, int stride, int F);
+/* Every frame of v resized (bilinear, antialiased) to W x H in place. */
+int control_resize_clip(ocd_video *v, int W, int H);
+/* --smoother-steps: "19,20" (N - i values) or "none" into p->smooth_steps. */
+int control_parse_smoother(const char *s, cv_params *p);
+/* --controlnet, or the --random preset's random ControlNet (--weight-seed). */
+int control_load_cn(const args *a, controlnet_model *cm);
+/* A mask clip (white = foreground) -> out [v->n, h, w] of 0/1 at latent size: a latent pixel is
+ * foreground when any of its pixels is brighter than mid-grey (adaptive max pool, as ocd edit). */
+int control_mask_latent(const ocd_video *v, int h, int w, float *out);
 
 /* --model PATH or --random sd15|tiny (--seed S), shared by every subcommand. */
 int app_load_model(const args *a, sd_model *m);

@@ -1,10 +1,10 @@
 /* ocd bench edit (ocd-method.md 6): the three presets and the ablations on one clip, one table.
  *
- * Every run is a child process (fork before this process has touched OpenMP or BLAS, which do
- * not survive a fork): it loads the model, runs fz_edit and hands its report, its peak RSS and
- * its frames (RGB8) back through shared memory. So the peak RSS of each row is that run's own
- * (model included), not the high-water mark of the whole bench; --no-fork runs in-process and
- * then reports the process high-water mark so far (monotone over the rows, and said so).
+ * Every run is a child process (app/bench_table.h): it loads the model, runs fz_edit and hands
+ * its report, its peak RSS and its frames (RGB8) back through shared memory. So the peak RSS of
+ * each row is that run's own (model included), not the high-water mark of the whole bench;
+ * --no-fork runs in-process and then reports the process high-water mark so far (monotone over
+ * the rows, and said so).
  *
  * Fidelity (edit/metrics.h) is measured against the `fatezero` run's frames, inside and outside
  * a mask, plus the background against the source clip and frame-to-frame consistency. On the toy
@@ -19,15 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "app/app.h"
+#include "app/bench_table.h"
 #include "base/error.h"
 #include "base/rng.h"
 #include "base/util.h"
@@ -72,13 +66,6 @@ static const opt_spec k_opts[] = {
 };
 
 /* ---- the runs: presets, then ablations of one knob each (negative = the preset's value) ---- */
-typedef struct {
-    const char *name, *preset, *what;
-    float tome_ratio, lambda;
-    int ocs, phi;
-    double beta;
-} bench_run;
-
 static const bench_run k_runs[] = {
     {"fatezero", "fatezero", "baseline: DDIM, no merging, no OCS", -1, -1, -1, -1, -1},
     {"optimized", "optimized", "DPM-Solver++ 2M + paired K/V ToMe 0.5", -1, -1, -1, -1, -1},
@@ -117,33 +104,25 @@ typedef struct {
 } bench_ctx;
 
 typedef struct {
-    int ok, signal, has_mask;
-    char err[512];
+    int has_mask;
     fz_report rep;
-    double t_load, t_run;
-    size_t peak_rss;
-} run_shm; /* followed by the frames, RGB8 [F, S, S, 3], and the run's mask [F, S/8, S/8] */
+} run_out; /* a run's payload; followed by the frames, RGB8 [F, S, S, 3], and the run's mask [F, S/8, S/8] */
 
 typedef struct {
     const bench_run *def;
     int steps, solver, ocs, phi;
     float tome_ratio, lambda;
     double beta;
-    run_shm r;
-    uint8_t *rgb; /* [F, S, S, 3], NULL when the run failed */
-    float *mask;  /* [F, S/8, S/8] the run's foreground mask (fz_mask), NULL = none */
-    double psnr_in, psnr_out, psnr_all, ssim_in, ssim_out, ssim_all, bg_psnr, cons;
+    bench_child r;
+    fz_report rep;
+    uint8_t *out; /* the payload */
+    uint8_t *rgb; /* [F, S, S, 3] in out, NULL when the run failed */
+    float *mask;  /* [F, S/8, S/8] in out: the run's foreground mask (fz_mask), NULL = none */
+    bench_fidelity q;
     int hits; /* frames of the target colour; -1 = not judged */
     /* --estimate */
     double est_gflop, est_unet_s, est_vae_s, est_ff_calls, est_area;
 } run_result;
-
-static double load_avg(void) {
-    double l = -1;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) { if (fscanf(f, "%lf", &l) != 1) l = -1; fclose(f); }
-    return l;
-}
 
 /* fz_params of one run: defaults, the preset, the bench's flags, then the run's ablation. */
 static int run_params(const bench_ctx *bc, const bench_run *def, fz_params *p) {
@@ -175,10 +154,22 @@ static int run_params(const bench_ctx *bc, const bench_run *def, fz_params *p) {
     return 0;
 }
 
-/* One run, in whatever process calls it; fills sh, rgb and (when the run had one) its foreground
- * mask [F, S/8, S/8]. fz_edit's stages, called one by one to read the mask after inversion. */
-static void run_one(const bench_ctx *bc, const fz_params *p, run_shm *sh, uint8_t *rgb, float *mask) {
+/* One run, in whatever process calls it; fills hdr and the payload: the report, the frames and
+ * (when the run had one) its foreground mask [F, S/8, S/8]. fz_edit's stages, called one by one to
+ * read the mask after inversion. */
+typedef struct {
+    const bench_ctx *bc;
+    const fz_params *p;
+} run_job;
+
+static void run_one(void *user, bench_child *sh, void *payload) {
+    const run_job *job = user;
+    const bench_ctx *bc = job->bc;
+    const fz_params *p = job->p;
     const int F = bc->F, S = bc->S;
+    run_out *ro = payload;
+    uint8_t *rgb = (uint8_t *)(ro + 1);
+    float *mask = (float *)(rgb + (size_t)F * S * S * 3);
     sd_model m;
     fz_ctx *c = NULL;
     float *out = NULL, *z0 = NULL, *zT = NULL;
@@ -195,10 +186,10 @@ static void run_one(const bench_ctx *bc, const fz_params *p, run_shm *sh, uint8_
     if (!err) err = fz_encode(c, bc->frames, z0) || fz_invert(c, z0, NULL, zT);
     if (!err && fz_mask(c)) {
         memcpy(mask, fz_mask(c), sizeof(float) * F * (S / 8) * (S / 8));
-        sh->has_mask = 1;
+        ro->has_mask = 1;
     }
     if (!err) err = fz_edit_latents(c, p->target, zT, NULL, z0) || fz_decode(c, z0, out);
-    if (c) sh->rep = *fz_get_report(c);
+    if (c) ro->rep = *fz_get_report(c);
     sh->t_run = ocd_now() - t0;
     fz_free(c);
     sd_model_free(&m);
@@ -218,43 +209,14 @@ fail:
 
 static int run_forked(const bench_ctx *bc, const fz_params *p, run_result *res) {
     const size_t fb = (size_t)bc->F * bc->S * bc->S * 3, mb = sizeof(float) * bc->F * (bc->S / 8) * (bc->S / 8);
-    const size_t bytes = sizeof(run_shm) + fb + mb;
-    if (bc->no_fork) {
-        memset(&res->r, 0, sizeof res->r);
-        if (!(res->rgb = malloc(fb)) || !(res->mask = malloc(mb))) return ocd_fail("out of memory");
-        run_one(bc, p, &res->r, res->rgb, res->mask);
-        if (!res->r.has_mask) { free(res->mask); res->mask = NULL; }
-        return 0;
-    }
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return ocd_fail("mmap of %zu bytes for a run's results failed", bytes);
-    run_shm *sh = mem;
-    memset(sh, 0, sizeof *sh);
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) { munmap(mem, bytes); return ocd_fail("fork failed"); }
-    if (pid == 0) {
-        /* a run outlives nothing: if the bench is killed, so is its run */
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) || getppid() != parent) _exit(1);
-        run_one(bc, p, sh, (uint8_t *)(sh + 1), (float *)((uint8_t *)(sh + 1) + fb));
-        _exit(sh->ok ? 0 : 1);
-    }
-    int status = 0;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) < 0) { munmap(mem, bytes); return ocd_fail("wait for run %s failed", res->def->name); }
-    res->r = *sh;
-    if (WIFSIGNALED(status) && !res->r.ok) {
-        res->r.signal = WTERMSIG(status);
-        snprintf(res->r.err, sizeof res->r.err, "killed by signal %d", res->r.signal);
-    }
-    /* VmHWM read by the child at its end; ru_maxrss (KiB) covers a child that died early */
-    if ((size_t)ru.ru_maxrss * 1024 > res->r.peak_rss) res->r.peak_rss = (size_t)ru.ru_maxrss * 1024;
-    if (res->r.ok && (res->rgb = malloc(fb))) memcpy(res->rgb, sh + 1, fb);
-    if (res->r.ok && res->r.has_mask && (res->mask = malloc(mb))) memcpy(res->mask, (uint8_t *)(sh + 1) + fb, mb);
-    munmap(mem, bytes);
-    if (res->r.ok && (!res->rgb || (res->r.has_mask && !res->mask))) return ocd_fail("out of memory");
+    const size_t bytes = sizeof(run_out) + fb + mb;
+    if (!(res->out = calloc(1, bytes))) return ocd_fail("out of memory");
+    run_job job = {bc, p};
+    if (bench_run_child(bc->no_fork, run_one, &job, bytes, &res->r, res->out, res->def->name)) return -1;
+    const run_out *ro = (const run_out *)res->out;
+    res->rep = ro->rep;
+    res->rgb = res->r.ok ? (uint8_t *)(ro + 1) : NULL;
+    res->mask = res->r.ok && ro->has_mask ? (float *)(res->out + sizeof(run_out) + fb) : NULL;
     return 0;
 }
 
@@ -335,23 +297,9 @@ static double crop_area(const float *m, int F, int h, int w, int pad) {
 /* ---- fidelity ---- */
 static void judge_run(const bench_ctx *bc, run_result *r, const run_result *ref) {
     const int F = bc->F, S = bc->S;
-    const uint8_t *pm = bc->pix_mask;
-    r->psnr_in = r->psnr_out = r->psnr_all = r->ssim_in = r->ssim_out = r->ssim_all = r->bg_psnr = r->cons = NAN;
+    bench_judge(r->rgb, ref ? ref->rgb : NULL, bc->src_rgb, bc->pix_mask, F, S, S, &r->q);
     r->hits = -1;
-    if (!r->rgb) return;
-    if (ref && ref->rgb) {
-        r->psnr_all = mt_clip_psnr(r->rgb, ref->rgb, F, S, S, NULL, MT_ALL);
-        r->ssim_all = mt_clip_ssim(r->rgb, ref->rgb, F, S, S, NULL, MT_ALL);
-        if (pm) {
-            r->psnr_in = mt_clip_psnr(r->rgb, ref->rgb, F, S, S, pm, MT_INSIDE);
-            r->psnr_out = mt_clip_psnr(r->rgb, ref->rgb, F, S, S, pm, MT_OUTSIDE);
-            r->ssim_in = mt_clip_ssim(r->rgb, ref->rgb, F, S, S, pm, MT_INSIDE);
-            r->ssim_out = mt_clip_ssim(r->rgb, ref->rgb, F, S, S, pm, MT_OUTSIDE);
-        }
-    }
-    if (pm) r->bg_psnr = mt_clip_psnr(r->rgb, bc->src_rgb, F, S, S, pm, MT_OUTSIDE);
-    r->cons = mt_clip_consistency(r->rgb, F, S, S);
-    if (bc->toy && bc->target_colour >= 0) {
+    if (r->rgb && bc->toy && bc->target_colour >= 0) {
         r->hits = 0;
         for (int f = 0; f < F; f++) r->hits += toy_object_colour(r->rgb + (size_t)f * S * S * 3, S, S, NULL) == bc->target_colour;
     }
@@ -373,20 +321,6 @@ typedef struct {
     int n_sa;                         /* self-attention layers */
     int sa_tokens[64], sa_ch[64];     /* their token count and channels */
 } est_model;
-
-static void est_layers(const unet_config *c, int S, est_model *e) {
-    const int L = S / 8, depth = c->transformer_depth > 0 ? c->transformer_depth : 1;
-    e->n_sa = 0;
-#define ADD(lv, count)                                                                     \
-    for (int k_ = 0; k_ < (count) * depth && e->n_sa < 64; k_++) {                          \
-        int side_ = L >> (lv);                                                              \
-        e->sa_tokens[e->n_sa] = side_ * side_; e->sa_ch[e->n_sa] = c->block_out[lv]; e->n_sa++; \
-    }
-    for (int i = 0; i < c->n_levels; i++) if (c->down_attn[i]) ADD(i, c->layers_per_block);
-    ADD(c->n_levels - 1, 1); /* mid block */
-    for (int j = 0; j < c->n_levels; j++) if (c->up_attn[j]) ADD(c->n_levels - 1 - j, c->layers_per_block + 1);
-#undef ADD
-}
 
 /* GFLOP of one item beyond the plain UNet's per-frame self-attention, for one run's settings;
  * *plan_gflop gets the merge-plan similarity cost (inversion items only). */
@@ -439,7 +373,7 @@ static int measure_model(bench_ctx *bc, est_model *e, double rate_opt) {
     printf("model       %s loaded in %.1f s\n", m.files.path, ocd_now() - t0);
     if (!m.unet || !m.vae) { sd_model_free(&m); return ocd_fail("the model lacks a UNet or a VAE"); }
     const unet_config *c = &m.unet_cfg;
-    est_layers(c, S, e);
+    e->n_sa = bench_sa_layers(c, S, e->sa_tokens, e->sa_ch, 64);
     const int vh = OCD_MIN(h, 16); /* VAE rate from a 128 px decode: 512 px takes minutes here */
     /* enough items per call that the call's overhead does not dominate (toy-sized models), but
      * one item where an item is already much work (SD at 256 px and up) */
@@ -494,15 +428,6 @@ done:
 }
 
 /* ---- output ---- */
-static const char *solver_name(int s) { return s == OCD_SOLVER_DPMPP_2M ? "dpm++2m" : "ddim"; }
-
-static void fmt_num(char *buf, size_t cap, double v, const char *fmt) {
-    if (isnan(v)) snprintf(buf, cap, "n/a");
-    else snprintf(buf, cap, fmt, v);
-}
-
-static double mib(size_t b) { return b / 1048576.0; }
-
 static void print_table(const bench_ctx *bc, run_result *rs, int n) {
     const run_result *fz = NULL;
     for (int i = 0; i < n; i++) if (!strcmp(rs[i].def->name, "fatezero") && rs[i].rgb) fz = &rs[i];
@@ -512,30 +437,28 @@ static void print_table(const bench_ctx *bc, run_result *rs, int n) {
     for (int i = 0; i < n; i++) {
         const run_result *r = &rs[i];
         if (!r->r.ok) { printf("%-13s FAILED: %s\n", r->def->name, r->r.err); continue; }
-        const fz_report *p = &r->r.rep;
+        const fz_report *p = &r->rep;
         double tot = p->t_encode + p->t_invert + p->t_edit + p->t_decode;
-        double fzt = fz ? fz->r.rep.t_encode + fz->r.rep.t_invert + fz->r.rep.t_edit + fz->r.rep.t_decode : NAN;
+        double fzt = fz ? fz->rep.t_encode + fz->rep.t_invert + fz->rep.t_edit + fz->rep.t_decode : NAN;
         char v[9][16], tgt[16] = "-";
-        fmt_num(v[0], 16, r->psnr_in, "%.2f");
-        fmt_num(v[1], 16, r->psnr_out, "%.2f");
-        fmt_num(v[2], 16, r->psnr_all, "%.2f");
-        fmt_num(v[3], 16, r->ssim_in, "%.4f");
-        fmt_num(v[4], 16, r->ssim_out, "%.4f");
-        fmt_num(v[5], 16, r->ssim_all, "%.4f");
-        fmt_num(v[6], 16, r->bg_psnr, "%.2f");
-        fmt_num(v[7], 16, r->cons, "%.2f");
-        fmt_num(v[8], 16, fzt / tot, "%.2fx");
+        bench_fmt_num(v[0], 16, r->q.psnr_in, "%.2f");
+        bench_fmt_num(v[1], 16, r->q.psnr_out, "%.2f");
+        bench_fmt_num(v[2], 16, r->q.psnr_all, "%.2f");
+        bench_fmt_num(v[3], 16, r->q.ssim_in, "%.4f");
+        bench_fmt_num(v[4], 16, r->q.ssim_out, "%.4f");
+        bench_fmt_num(v[5], 16, r->q.ssim_all, "%.4f");
+        bench_fmt_num(v[6], 16, r->q.bg_psnr, "%.2f");
+        bench_fmt_num(v[7], 16, r->q.cons, "%.2f");
+        bench_fmt_num(v[8], 16, fzt / tot, "%.2fx");
         if (r->hits >= 0) snprintf(tgt, sizeof tgt, "%d/%d", r->hits, bc->F);
         printf("%-13s %5d %7.2f %7.2f %8.2f %8.2f %7.2f %8s %5d %6.1f %9.1f %7.0f %7.2f %8.1f | %6s %6s %6s %6s %6s %6s %6s %6s %5s\n",
                r->def->name, r->steps, p->t_encode, p->t_invert, p->t_edit, p->t_decode, tot, v[8], p->unet_calls,
-               p->unet_full_frame_calls, p->gflop, mib(r->r.peak_rss), mib(p->store_ram_bytes + p->store_disk_bytes),
+               p->unet_full_frame_calls, p->gflop, bench_mib(r->r.peak_rss), bench_mib(p->store_ram_bytes + p->store_disk_bytes),
                p->plan_bytes / 1024.0, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], tgt);
     }
     for (int i = 0; i < n; i++)
-        if (rs[i].r.ok && rs[i].r.rep.note[0]) printf("note %-13s %s\n", rs[i].def->name, rs[i].r.rep.note);
+        if (rs[i].r.ok && rs[i].rep.note[0]) printf("note %-13s %s\n", rs[i].def->name, rs[i].rep.note);
 }
-
-static json_t *jnum(double v) { return isnan(v) || isinf(v) ? json_null() : json_real(v); }
 
 static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimate, double src_cons, double load0, double load1,
                          const est_model *e) {
@@ -552,50 +475,50 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
         json_object_set_new(root, "target", json_string(bc->target));
         json_object_set_new(root, "mask", json_string(bc->mask_what));
         json_object_set_new(root, "estimate", json_boolean(estimate));
-        json_object_set_new(root, "load_average_start", jnum(load0));
-        json_object_set_new(root, "load_average_end", jnum(load1));
-        json_object_set_new(root, "source_consistency_psnr", jnum(src_cons));
+        json_object_set_new(root, "load_average_start", bench_jnum(load0));
+        json_object_set_new(root, "load_average_end", bench_jnum(load1));
+        json_object_set_new(root, "source_consistency_psnr", bench_jnum(src_cons));
         if (estimate) {
-            json_object_set_new(root, "unet_gflop_per_item", jnum(e->item_gflop));
-            json_object_set_new(root, "unet_gflops", jnum(e->unet_rate));
-            json_object_set_new(root, "vae_gflops", jnum(e->vae_rate));
+            json_object_set_new(root, "unet_gflop_per_item", bench_jnum(e->item_gflop));
+            json_object_set_new(root, "unet_gflops", bench_jnum(e->unet_rate));
+            json_object_set_new(root, "vae_gflops", bench_jnum(e->vae_rate));
         }
         for (int i = 0; i < n; i++) {
             const run_result *r = &rs[i];
-            const fz_report *p = &r->r.rep;
+            const fz_report *p = &r->rep;
             json_t *o = json_object();
             json_object_set_new(o, "name", json_string(r->def->name));
             json_object_set_new(o, "preset", json_string(r->def->preset));
             json_object_set_new(o, "what", json_string(r->def->what));
             json_object_set_new(o, "steps", json_integer(r->steps));
-            json_object_set_new(o, "solver", json_string(solver_name(r->solver)));
+            json_object_set_new(o, "solver", json_string(bench_solver_name(r->solver)));
             json_object_set_new(o, "tome_ratio", json_real(r->tome_ratio));
             json_object_set_new(o, "oc_tome_lambda", json_real(r->lambda));
             json_object_set_new(o, "ocs", json_boolean(r->ocs));
             json_object_set_new(o, "ocs_phi", json_integer(r->phi));
             json_object_set_new(o, "ocs_blend", json_real(r->beta));
             if (estimate) {
-                json_object_set_new(o, "predicted_gflop", jnum(r->est_gflop));
-                json_object_set_new(o, "predicted_full_frame_calls", jnum(r->est_ff_calls));
-                json_object_set_new(o, "predicted_ocs_area", jnum(r->est_area));
-                json_object_set_new(o, "predicted_unet_s", jnum(r->est_unet_s));
-                json_object_set_new(o, "predicted_vae_s", jnum(r->est_vae_s));
-                json_object_set_new(o, "predicted_total_s", jnum(r->est_unet_s + r->est_vae_s));
+                json_object_set_new(o, "predicted_gflop", bench_jnum(r->est_gflop));
+                json_object_set_new(o, "predicted_full_frame_calls", bench_jnum(r->est_ff_calls));
+                json_object_set_new(o, "predicted_ocs_area", bench_jnum(r->est_area));
+                json_object_set_new(o, "predicted_unet_s", bench_jnum(r->est_unet_s));
+                json_object_set_new(o, "predicted_vae_s", bench_jnum(r->est_vae_s));
+                json_object_set_new(o, "predicted_total_s", bench_jnum(r->est_unet_s + r->est_vae_s));
                 json_array_append_new(runs, o);
                 continue;
             }
             json_object_set_new(o, "ok", json_boolean(r->r.ok));
             if (!r->r.ok) { json_object_set_new(o, "error", json_string(r->r.err)); json_array_append_new(runs, o); continue; }
-            json_object_set_new(o, "t_load", jnum(r->r.t_load));
-            json_object_set_new(o, "t_encode", jnum(p->t_encode));
-            json_object_set_new(o, "t_invert", jnum(p->t_invert));
-            json_object_set_new(o, "t_edit", jnum(p->t_edit));
-            json_object_set_new(o, "t_decode", jnum(p->t_decode));
-            json_object_set_new(o, "t_total", jnum(p->t_encode + p->t_invert + p->t_edit + p->t_decode));
+            json_object_set_new(o, "t_load", bench_jnum(r->r.t_load));
+            json_object_set_new(o, "t_encode", bench_jnum(p->t_encode));
+            json_object_set_new(o, "t_invert", bench_jnum(p->t_invert));
+            json_object_set_new(o, "t_edit", bench_jnum(p->t_edit));
+            json_object_set_new(o, "t_decode", bench_jnum(p->t_decode));
+            json_object_set_new(o, "t_total", bench_jnum(p->t_encode + p->t_invert + p->t_edit + p->t_decode));
             json_object_set_new(o, "unet_calls", json_integer(p->unet_calls));
             json_object_set_new(o, "unet_items", json_integer(p->unet_items));
-            json_object_set_new(o, "unet_full_frame_calls", jnum(p->unet_full_frame_calls));
-            json_object_set_new(o, "gflop", jnum(p->gflop));
+            json_object_set_new(o, "unet_full_frame_calls", bench_jnum(p->unet_full_frame_calls));
+            json_object_set_new(o, "gflop", bench_jnum(p->gflop));
             json_object_set_new(o, "peak_rss_bytes", json_integer((json_int_t)r->r.peak_rss));
             json_object_set_new(o, "peak_rss_is_process_hwm", json_boolean(bc->no_fork));
             json_object_set_new(o, "store_ram_bytes", json_integer((json_int_t)p->store_ram_bytes));
@@ -605,16 +528,16 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
             for (int l = 0; l < 8; l++) { json_array_append_new(ti, json_integer(p->tokens_in[l])); json_array_append_new(tm, json_integer(p->tokens_merged[l])); }
             json_object_set_new(o, "tokens_in", ti);
             json_object_set_new(o, "tokens_merged", tm);
-            json_object_set_new(o, "ocs_area", jnum(p->ocs_area));
+            json_object_set_new(o, "ocs_area", bench_jnum(p->ocs_area));
             json_object_set_new(o, "note", json_string(p->note));
-            json_object_set_new(o, "psnr_inside", jnum(r->psnr_in));
-            json_object_set_new(o, "psnr_outside", jnum(r->psnr_out));
-            json_object_set_new(o, "psnr_all", jnum(r->psnr_all));
-            json_object_set_new(o, "ssim_inside", jnum(r->ssim_in));
-            json_object_set_new(o, "ssim_outside", jnum(r->ssim_out));
-            json_object_set_new(o, "ssim_all", jnum(r->ssim_all));
-            json_object_set_new(o, "background_psnr_vs_source", jnum(r->bg_psnr));
-            json_object_set_new(o, "consistency_psnr", jnum(r->cons));
+            json_object_set_new(o, "psnr_inside", bench_jnum(r->q.psnr_in));
+            json_object_set_new(o, "psnr_outside", bench_jnum(r->q.psnr_out));
+            json_object_set_new(o, "psnr_all", bench_jnum(r->q.psnr_all));
+            json_object_set_new(o, "ssim_inside", bench_jnum(r->q.ssim_in));
+            json_object_set_new(o, "ssim_outside", bench_jnum(r->q.ssim_out));
+            json_object_set_new(o, "ssim_all", bench_jnum(r->q.ssim_all));
+            json_object_set_new(o, "background_psnr_vs_source", bench_jnum(r->q.bg_psnr));
+            json_object_set_new(o, "consistency_psnr", bench_jnum(r->q.cons));
             json_object_set_new(o, "target_colour_frames", r->hits >= 0 ? json_integer(r->hits) : json_null());
             json_array_append_new(runs, o);
         }
@@ -638,14 +561,14 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
                        "ssim_inside,ssim_outside,ssim_all,background_psnr_vs_source,consistency_psnr,target_colour_frames\n");
             for (int i = 0; i < n; i++) {
                 const run_result *r = &rs[i];
-                const fz_report *p = &r->r.rep;
+                const fz_report *p = &r->rep;
                 fprintf(f, "%s,%s,%d,%d", r->def->name, r->def->preset, r->r.ok, r->steps);
                 if (!r->r.ok) { fprintf(f, "%s\n", ",,,,,,,,,,,,,,,,,,,,,,,"); continue; }
                 fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.4f,%d,%d,%.3f,%.3f,%zu,%zu,%zu,%zu,%.4f", p->t_encode, p->t_invert, p->t_edit,
                         p->t_decode, p->t_encode + p->t_invert + p->t_edit + p->t_decode, p->unet_calls, p->unet_items,
                         p->unet_full_frame_calls, p->gflop, r->r.peak_rss, p->store_ram_bytes, p->store_disk_bytes, p->plan_bytes,
                         p->ocs_area);
-                const double q[8] = {r->psnr_in, r->psnr_out, r->psnr_all, r->ssim_in, r->ssim_out, r->ssim_all, r->bg_psnr, r->cons};
+                const double q[8] = {r->q.psnr_in, r->q.psnr_out, r->q.psnr_all, r->q.ssim_in, r->q.ssim_out, r->q.ssim_all, r->q.bg_psnr, r->q.cons};
                 for (int k = 0; k < 8; k++) isnan(q[k]) ? fprintf(f, ",") : fprintf(f, ",%.6f", q[k]);
                 r->hits >= 0 ? fprintf(f, ",%d\n", r->hits) : fprintf(f, ",\n");
             }
@@ -662,21 +585,6 @@ static int is_toy_path(const char *m) {
     size_t n = strlen(m);
     while (n && m[n - 1] == '/') n--;
     return n >= 6 && !strncmp(m + n - 6, "toy-sd", 6);
-}
-
-static int select_runs(bench_ctx *bc) {
-    const char *list = args_str(&bc->a, "--runs", NULL);
-    if (!list) { for (int i = 0; i < N_RUNS; i++) bc->selected[i] = 1; return 0; }
-    char buf[1024];
-    if (strlen(list) >= sizeof buf) return ocd_fail("--runs: too long");
-    strcpy(buf, list);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        int k = -1;
-        for (int i = 0; i < N_RUNS; i++) if (!strcmp(k_runs[i].name, tok)) k = i;
-        if (k < 0) return ocd_fail("--runs: unknown run \"%s\" (see --list-runs)", tok);
-        bc->selected[k] = 1;
-    }
-    return 0;
 }
 
 static int target_colour_of(const char *prompt) {
@@ -698,7 +606,7 @@ int cmd_bench_edit(int argc, char **argv) {
         return 0;
     }
     if (args_has(a, "--list-runs")) {
-        for (int i = 0; i < N_RUNS; i++) printf("%-14s %-10s %s\n", k_runs[i].name, k_runs[i].preset, k_runs[i].what);
+        bench_list_runs(k_runs, N_RUNS);
         return 0;
     }
     if (a->n_pos) return ocd_fail("unexpected argument \"%s\"", a->pos[0]);
@@ -712,7 +620,7 @@ int cmd_bench_edit(int argc, char **argv) {
         args_double(a, "--cfg", bc.toy ? 5.0 : 7.5, 0, 100, &bc.cfg) ||
         args_double(a, "--self-replace", bc.toy ? 0.9 : 0.6, 0, 1, &bc.self_replace) ||
         args_int(a, "--least-sc-channel", bc.toy ? 64 : 640, 0, 100000, &bc.lsc) || args_double(a, "--gflops", 0, 0, 1e7, &rate_opt) ||
-        args_double(a, "--area", 0.25, 0, 1, &area_opt) || select_runs(&bc))
+        args_double(a, "--area", 0.25, 0, 1, &area_opt) || bench_select_runs(args_str(a, "--runs", NULL), k_runs, N_RUNS, bc.selected))
         return -1;
     if (S % 8) return ocd_fail("--size %ld is not a multiple of 8", S);
     if (!args_has(a, "--model") && !args_has(a, "--random")) return ocd_fail("no model: give --model PATH or --random sd15");
@@ -737,7 +645,7 @@ int cmd_bench_edit(int argc, char **argv) {
         image_from_f32(bc.frames + (size_t)f * 3 * bc.S * bc.S, bc.S, bc.S, bc.src_rgb + (size_t)f * bc.S * bc.S * 3);
     if (make_masks(&bc)) goto done;
 
-    const double load0 = load_avg();
+    const double load0 = bench_load_avg();
     const double src_cons = mt_clip_consistency(bc.src_rgb, bc.F, bc.S, bc.S);
     printf("bench edit: %s, %d frames of %dx%d from %s, \"%s\" -> \"%s\"\n",
            args_str(a, "--model", NULL) ? args_str(a, "--model", "") : args_str(a, "--random", ""), bc.F, bc.S, bc.S, bc.video,
@@ -772,13 +680,13 @@ int cmd_bench_edit(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             double tot = rs[i].est_unet_s + rs[i].est_vae_s;
             char sp[16];
-            fmt_num(sp, sizeof sp, fz_total / tot, "%.2fx");
+            bench_fmt_num(sp, sizeof sp, fz_total / tot, "%.2fx");
             printf("%-13s %5d %10.0f %8.1f %6.3f %10.1f %8.1f %10.1f %9.2f %8s\n", rs[i].def->name, rs[i].steps, rs[i].est_gflop,
                    rs[i].est_ff_calls, rs[i].est_area, rs[i].est_unet_s, rs[i].est_vae_s, tot, tot / 3600, sp);
         }
         printf("(area: OCS crop fraction, %s; 0 = OCS off or skipped)\n",
                bc.lat_mask ? "from the mask" : "assumed (--area): no mask given");
-        rc = write_outputs(&bc, rs, n, 1, src_cons, load0, load_avg(), &em);
+        rc = write_outputs(&bc, rs, n, 1, src_cons, load0, bench_load_avg(), &em);
         goto done;
     }
     /* the reference first: fatezero is first in k_runs, so it runs first when selected */
@@ -787,13 +695,13 @@ int cmd_bench_edit(int argc, char **argv) {
         run_result *r = &rs[i];
         fz_params p;
         run_params(&bc, r->def, &p);
-        printf("[%d/%d] %-13s %s, %d steps ...", i + 1, n, r->def->name, solver_name(p.solver), p.steps);
+        printf("[%d/%d] %-13s %s, %d steps ...", i + 1, n, r->def->name, bench_solver_name(p.solver), p.steps);
         fflush(stdout);
         if (run_forked(&bc, &p, r)) goto done;
         if (r->r.ok) {
-            const fz_report *q = &r->r.rep;
+            const fz_report *q = &r->rep;
             printf(" %.1f s (load %.1f s), %d UNet calls, peak RSS %.0f MiB\n", q->t_encode + q->t_invert + q->t_edit + q->t_decode,
-                   r->r.t_load, q->unet_calls, mib(r->r.peak_rss));
+                   r->r.t_load, q->unet_calls, bench_mib(r->r.peak_rss));
         } else printf(" FAILED: %s\n", r->r.err);
         if (!strcmp(r->def->name, "fatezero") && r->r.ok) ref = r;
     }
@@ -815,7 +723,7 @@ int cmd_bench_edit(int argc, char **argv) {
         printf("mask        %s\n", bc.mask_what);
     }
     for (int i = 0; i < n; i++) judge_run(&bc, &rs[i], ref);
-    const double load1 = load_avg();
+    const double load1 = bench_load_avg();
     print_table(&bc, rs, n);
     printf("\ncolumns: times in s (speedup = fatezero total / total); calls = UNet calls, ffcall = full-frame call units; "
            "GFLOP counted;\n  RSS = %s; storeMB = attention store RAM + disk; plan KiB = merge plans;\n"
@@ -832,7 +740,7 @@ int cmd_bench_edit(int argc, char **argv) {
         if (!rs[i].r.ok && n_failed++ == 0) first = i;
     if (!rc && n_failed) rc = ocd_fail("%d of %d runs failed (first: %s: %s)", n_failed, n, rs[first].def->name, rs[first].r.err);
 done:
-    for (int i = 0; i < N_RUNS; i++) { free(rs[i].rgb); free(rs[i].mask); }
+    for (int i = 0; i < N_RUNS; i++) free(rs[i].out);
     free(rs);
     free(bc.frames);
     free(bc.src_rgb);

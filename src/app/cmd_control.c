@@ -1,7 +1,9 @@
 /* ocd control: ControlVideo (algorithms.md C) — a video's per-frame conditions (canny computed
  * in-tree, or a clip of depth / pose / edge maps) drive ControlNet + a fully cross-frame UNet
- * from one shared noise latent; the frames are written as a video.
- * ocd bench control: times the ControlNet and the fully cross-frame UNet on F frames.
+ * from one shared noise latent; the frames are written as a video. --preset optimized|ocd and
+ * their flags add the OCD accelerations (ocd-method.md 7; edit/controlvideo.h).
+ * ocd bench control --pass: times the ControlNet and the fully cross-frame UNet on F frames (the
+ * preset table, `ocd bench control`, is cmd_bench_control.c).
  * Every argument is checked before the model is loaded; the output is written atomically. */
 #include <math.h>
 #include <omp.h>
@@ -15,6 +17,8 @@
 #include "base/rng.h"
 #include "base/util.h"
 #include "edit/controlvideo.h"
+#include "edit/ocs.h"
+#include "edit/presets.h"
 #include "io/image.h"
 #include "io/video.h"
 
@@ -29,9 +33,22 @@ static const opt_spec k_opts[] = {
     {"--negative", 1, "negative prompt (default: ControlVideo's)"},
     {"--no-prompt-suffix", 0, "do not append ControlVideo's quality suffix to the prompt"},
     {"--control-scale", 1, "ControlNet conditioning scale (default 1)"},
-    {"--sampler", 1, "ddim | dpmpp-2m (default ddim)"},
-    {"--steps", 1, "sampling steps (default 50)"},
+    {"--preset", 1, "controlvideo|optimized|ocd: the paper's settings (default controlvideo); the flags below override them"},
+    {"--sampler", 1, "ddim | dpmpp-2m (controlvideo ddim, optimized/ocd dpmpp-2m)"},
+    {"--steps", 1, "sampling steps (controlvideo 50, optimized/ocd 20)"},
     {"--cfg", 1, "guidance scale (default 12.5)"},
+    {"--tome-ratio", 1, "3D K/V token merging in self-attention: fraction of sources merged (0 = off; optimized/ocd 0.5)"},
+    {"--tome-min-tokens", 1, "tokens kept per frame at least (default 64)"},
+    {"--tome-seed", 1, "seed of the per-frame destination draws (default 0)"},
+    {"--oc-tome-lambda", 1, "Object-Centric ToMe: foreground sources' score lowered by this (ocd 1.0; 0 = off)"},
+    {"--mask", 1, "foreground mask: video or folder of frames (white = foreground), frame for frame with the video"},
+    {"--mask-dilate", 1, "grow the mask by this many latent pixels (default 0: a drawn mask is taken as drawn)"},
+    {"--ocs", 0, "Object-Centric Sampling on (ocd preset; needs --mask)"},
+    {"--no-ocs", 0, "Object-Centric Sampling off"},
+    {"--ocs-phi", 1, "background branch every phi-th step (default 4)"},
+    {"--ocs-blend", 1, "blend step as a fraction beta of the steps (default 0.5)"},
+    {"--ocs-pad", 1, "crop padding in latent pixels (default 2)"},
+    {"--ocs-max-area", 1, "skip OCS when the crop covers more of the frame (default 0.6)"},
     {"--seed", 1, "noise seed (default 42)"},
     {"--frames", 1, "frames to generate (default 15, or the whole clip when shorter)"},
     {"--start", 1, "first frame of the video (default 0)"},
@@ -62,7 +79,7 @@ static int parse_size(const char *s, int *w, int *h) {
     return 0;
 }
 
-static int parse_smoother(const char *s, cv_params *p) {
+int control_parse_smoother(const char *s, cv_params *p) {
     p->n_smooth = 0;
     if (!strcmp(s, "none") || !*s) return 0;
     while (*s) {
@@ -77,8 +94,7 @@ static int parse_smoother(const char *s, cv_params *p) {
     return 0;
 }
 
-/* Frames i * stride (i < F) of a fully read clip, moved into a new clip (the rest freed). */
-static int pick_frames(ocd_video *v, const char *name, int start, int stride, int F) {
+int control_pick_frames(ocd_video *v, const char *name, int start, int stride, int F) {
     if (start + (long)(F - 1) * stride >= v->n)
         return ocd_fail("%s has %d frames; %d frames from frame %d with stride %d need %ld", name, v->n, F, start, stride,
                         start + (long)(F - 1) * stride + 1);
@@ -92,8 +108,7 @@ static int pick_frames(ocd_video *v, const char *name, int start, int stride, in
     return 0;
 }
 
-/* Every frame of v resized (bilinear, antialiased) to W x H in place. */
-static int resize_clip(ocd_video *v, int W, int H) {
+int control_resize_clip(ocd_video *v, int W, int H) {
     if (v->w == W && v->h == H) return 0;
     float *a = malloc(sizeof(float) * 3 * v->w * v->h), *b = malloc(sizeof(float) * 3 * W * H);
     int rc = -1;
@@ -114,8 +129,7 @@ done:
     return rc;
 }
 
-/* --controlnet, or the --random preset's random ControlNet. */
-static int load_cn(const args *a, controlnet_model *cm) {
+int control_load_cn(const args *a, controlnet_model *cm) {
     const char *path = args_str(a, "--controlnet", NULL), *rnd = args_str(a, "--random", NULL);
     char spec[64];
     if (!path && rnd) { snprintf(spec, sizeof spec, "random:%s", rnd); path = spec; }
@@ -125,13 +139,89 @@ static int load_cn(const args *a, controlnet_model *cm) {
     return controlnet_load(cm, path, (uint64_t)seed + 17);
 }
 
+int control_mask_latent(const ocd_video *v, int h, int w, float *out) {
+    const size_t px = (size_t)v->w * v->h;
+    float *lum = malloc(sizeof(float) * px * v->n);
+    if (!lum) return ocd_fail("out of memory");
+    for (int f = 0; f < v->n; f++)
+        for (size_t i = 0; i < px; i++) {
+            const uint8_t *q = v->frames[f] + 3 * i;
+            lum[(size_t)f * px + i] = (q[0] + q[1] + q[2]) / (3.0f * 255.0f);
+        }
+    ocs_mask_resize(lum, v->n, v->h, v->w, h, w, out);
+    free(lum);
+    return 0;
+}
+
+/* The OCD flags (ocd-method.md 7) over the preset's values. */
+static int read_accel_options(const args *a, cv_params *p) {
+    cv_ocd_params *o = &p->ocd;
+    const char *sm = args_str(a, "--sampler", NULL);
+    if (sm) {
+        if (!strcmp(sm, "ddim")) p->solver = OCD_SOLVER_DDIM;
+        else if (!strcmp(sm, "dpmpp-2m") || !strcmp(sm, "dpm++2m")) p->solver = OCD_SOLVER_DPMPP_2M;
+        else return ocd_fail("unknown sampler \"%s\" (ddim or dpmpp-2m)", sm);
+    }
+    long steps, mt, seed, phi, pad, dil;
+    double cfg, ratio, lambda, beta, area;
+    if (args_int(a, "--steps", p->steps, 1, OCD_MAX_STEPS, &steps) || args_double(a, "--cfg", p->guidance, 0, 100, &cfg) ||
+        args_double(a, "--tome-ratio", o->tome_ratio, 0, 1, &ratio) ||
+        args_int(a, "--tome-min-tokens", o->tome_min_tokens, 0, 1 << 20, &mt) ||
+        args_int(a, "--tome-seed", (long)o->tome_seed, 0, 0x7fffffffL, &seed) ||
+        args_double(a, "--oc-tome-lambda", o->oc_tome_lambda, 0, 100, &lambda) ||
+        args_int(a, "--ocs-phi", o->ocs_phi, 1, 1000, &phi) || args_double(a, "--ocs-blend", o->ocs_blend, 0, 1, &beta) ||
+        args_int(a, "--ocs-pad", o->ocs_pad, 0, 1000, &pad) || args_double(a, "--ocs-max-area", o->ocs_max_area, 0, 1, &area) ||
+        args_int(a, "--mask-dilate", o->mask_dilate, 0, 100, &dil))
+        return -1;
+    p->steps = (int)steps, p->guidance = (float)cfg;
+    o->tome_ratio = (float)ratio, o->tome_min_tokens = (int)mt, o->tome_seed = (uint64_t)seed, o->oc_tome_lambda = (float)lambda;
+    o->ocs_phi = (int)phi, o->ocs_blend = beta, o->ocs_pad = (int)pad, o->ocs_max_area = area, o->mask_dilate = (int)dil;
+    if (args_has(a, "--ocs") && args_has(a, "--no-ocs")) return ocd_fail("--ocs and --no-ocs contradict each other");
+    if (args_has(a, "--ocs")) o->ocs = 1;
+    if (args_has(a, "--no-ocs")) o->ocs = 0;
+    return 0;
+}
+
+/* What ran and what it saved (ocd-method.md 7), like ocd edit's summary. */
+static void print_accel(const cv_params *p, const cv_stats *st) {
+    const cv_ocd_params *o = &p->ocd;
+    printf("components: solver %s (%d steps)", p->solver == OCD_SOLVER_DPMPP_2M ? "DPM-Solver++ 2M" : "DDIM", p->steps);
+    const int tome = o->tome_ratio > 0.0f;
+    if (tome) printf(", 3D K/V token merging ratio %.2g (min %d tokens/frame)", o->tome_ratio, o->tome_min_tokens);
+    if (tome && o->oc_tome_lambda > 0.0f) printf(", Object-Centric ToMe lambda %.2g", o->oc_tome_lambda);
+    if (o->ocs) printf(", Object-Centric Sampling %s", st->ocs_area > 0 ? "ran" : "skipped");
+    printf("\n");
+    printf("         %ld UNet calls (%ld frame evaluations), %.1f counted GFLOP (UNet %.1f, ControlNet %.1f, merge plans %.1f)\n",
+           st->unet_calls, st->unet_frames, (st->unet_flops + st->controlnet_flops + st->plan_flops) * 1e-9, st->unet_flops * 1e-9,
+           st->controlnet_flops * 1e-9, st->plan_flops * 1e-9);
+    if (tome) {
+        long tin = 0, tm = 0;
+        printf("         K/V tokens merged per level:");
+        for (int l = 0; l < 8; l++) {
+            if (!st->tokens_in[l]) continue;
+            tin += st->tokens_in[l], tm += st->tokens_merged[l];
+            printf(" L%d %.0f%%", l, 100.0 * st->tokens_merged[l] / st->tokens_in[l]);
+        }
+        printf(" (all %.0f%%: self-attention QK^T and AV shrink by that much)\n", tin ? 100.0 * tm / tin : 0.0);
+    }
+    if (o->ocs && st->ocs_area > 0)
+        printf("         OCS: crop %.0f%% of the frame, UNet + ControlNet work %.2f full-frame evaluations instead of %d (%.0f%% saved)\n",
+               100.0 * st->ocs_area, st->full_frame_evals, p->steps, 100.0 * (1.0 - st->full_frame_evals / p->steps));
+    if (st->note[0]) {
+        printf("         note: %s\n", st->note);
+        fflush(stdout);
+        fprintf(stderr, "ocd control: %s\n", st->note);
+    }
+}
+
 int cmd_control(int argc, char **argv) {
     const double t_cmd = ocd_now();
     args a;
     if (args_parse(&a, k_opts, argc, argv)) return -1;
     if (args_has(&a, "--help")) {
         args_usage(k_opts, "ocd control --model M --controlnet CN --video IN --condition canny|FILE_OR_DIR --prompt P\n"
-                           "       [--control-scale S] [--steps N] [--cfg G] [--seed X] [--frames F] [--long] --out OUT.mp4");
+                           "       [--preset controlvideo|optimized|ocd] [--mask MASK] [--control-scale S] [--steps N] [--cfg G]\n"
+                           "       [--seed X] [--frames F] [--long] --out OUT.mp4");
         return 0;
     }
     if (a.n_pos) return ocd_fail("unexpected argument \"%s\" (see --help)", a.pos[0]);
@@ -148,33 +238,32 @@ int cmd_control(int argc, char **argv) {
         return ocd_fail("no ControlNet: give --controlnet PATH (diffusers folder or control_model.* .safetensors)");
     cv_params prm;
     cv_default_params(&prm);
-    long steps, seed, frames, start, stride = 0, window = 0;
-    double cfg, scale, fps;
+    /* a preset only sets defaults: every flag read below overrides it */
+    const char *preset = args_str(&a, "--preset", NULL), *mask_arg = args_str(&a, "--mask", NULL);
+    if (preset && cv_preset(&prm, preset)) return -1;
+    long seed, frames, start, stride = 0, window = 0;
+    double scale, fps;
     int W = 512, H = 512;
-    if (args_int(&a, "--steps", 50, 1, OCD_MAX_STEPS, &steps) || args_int(&a, "--seed", 42, 0, 0x7fffffffffffffffL, &seed) ||
+    if (read_accel_options(&a, &prm) || args_int(&a, "--seed", 42, 0, 0x7fffffffffffffffL, &seed) ||
         args_int(&a, "--frames", 15, 1, CV_MAX_FRAMES, &frames) || args_int(&a, "--start", 0, 0, 1000000, &start) ||
         (args_has(&a, "--stride") && args_int(&a, "--stride", 1, 1, 100000, &stride)) ||
-        args_int(&a, "--window", 0, 2, CV_MAX_FRAMES, &window) || args_double(&a, "--cfg", 12.5, 0, 100, &cfg) ||
+        args_int(&a, "--window", 0, 2, CV_MAX_FRAMES, &window) ||
         args_double(&a, "--control-scale", 1.0, 0, 10, &scale) || args_double(&a, "--fps", 8, 0.1, 240, &fps) ||
         (args_has(&a, "--size") && parse_size(args_str(&a, "--size", ""), &W, &H)) ||
-        (args_has(&a, "--smoother-steps") && parse_smoother(args_str(&a, "--smoother-steps", ""), &prm)) ||
+        (args_has(&a, "--smoother-steps") && control_parse_smoother(args_str(&a, "--smoother-steps", ""), &prm)) ||
         app_set_threads(&a))
         return -1;
-    const char *sname = args_str(&a, "--sampler", "ddim");
-    if (!strcmp(sname, "ddim")) prm.solver = OCD_SOLVER_DDIM;
-    else if (!strcmp(sname, "dpmpp-2m") || !strcmp(sname, "dpm++2m")) prm.solver = OCD_SOLVER_DPMPP_2M;
-    else return ocd_fail("unknown sampler \"%s\" (ddim or dpmpp-2m)", sname);
-    prm.steps = (int)steps, prm.guidance = (float)cfg, prm.control_scale = (float)scale;
+    prm.control_scale = (float)scale;
     if (args_has(&a, "--window") && !args_has(&a, "--long")) return ocd_fail("--window needs --long");
     int F = (int)frames;
 
     /* ---- inputs: frames (resized), conditions */
-    ocd_video src = {0}, cv = {0}, outv = {0};
+    ocd_video src = {0}, cv = {0}, mv = {0}, outv = {0};
     sd_model m;
     controlnet_model cm;
     pipe_ctx p;
     int have_m = 0, have_cm = 0, have_p = 0, rc = -1;
-    float *cond = NULL, *emb = NULL, *noise = NULL, *lat = NULL, *img = NULL;
+    float *cond = NULL, *emb = NULL, *noise = NULL, *lat = NULL, *img = NULL, *mask = NULL;
     char *full_prompt = NULL;
     if (video && video_read(video, 0, 1, 0, &src)) goto done;
     if (!canny && video_read(cond_arg, 0, 1, 0, &cv)) { ocd_fail_context("condition clip %s", cond_arg); goto done; }
@@ -184,15 +273,23 @@ int cmd_control(int argc, char **argv) {
         goto done;
     }
     const ocd_video *ref = video ? &src : &cv;
+    /* the mask goes frame for frame with the clip: the same frames are picked from both */
+    if (mask_arg && video_read(mask_arg, 0, 1, 0, &mv)) { ocd_fail_context("--mask %s", mask_arg); goto done; }
+    if (mask_arg && mv.n != ref->n) {
+        ocd_fail("the mask %s has %d frames, the %s %s has %d: they must match frame for frame", mask_arg, mv.n,
+                 video ? "video" : "condition clip", video ? video : cond_arg, ref->n);
+        goto done;
+    }
     if (!args_has(&a, "--frames") && ref->n - start < F) F = (int)OCD_MAX(1, ref->n - start);   /* a short clip: all of it */
     if (!stride) stride = OCD_MAX(1, (ref->n - start) / F);
     if (args_has(&a, "--long")) prm.window = window ? (int)window : cv_default_window(F);   /* ControlVideo: max(1, len // video_length) */
-    if ((video && pick_frames(&src, video, (int)start, (int)stride, F)) ||
-        (!canny && pick_frames(&cv, cond_arg, (int)start, (int)stride, F)))
+    if ((video && control_pick_frames(&src, video, (int)start, (int)stride, F)) ||
+        (!canny && control_pick_frames(&cv, cond_arg, (int)start, (int)stride, F)) ||
+        (mask_arg && control_pick_frames(&mv, mask_arg, (int)start, (int)stride, F)))
         goto done;
     /* a condition clip is either of the output size or of the video's own size (then resized with it) */
-    if (!canny && video && cv.w == src.w && cv.h == src.h && resize_clip(&cv, W, H)) goto done;
-    if (video && resize_clip(&src, W, H)) goto done;
+    if (!canny && video && cv.w == src.w && cv.h == src.h && control_resize_clip(&cv, W, H)) goto done;
+    if (video && control_resize_clip(&src, W, H)) goto done;
     if (!(cond = malloc(sizeof(float) * (size_t)F * 3 * W * H))) { ocd_fail("out of memory"); goto done; }
     if (canny ? cv_condition_canny(&src, cond) : cv_condition_from_video(&cv, F, W, H, cond)) goto done;
     if (save_cond) {
@@ -210,7 +307,7 @@ int cmd_control(int argc, char **argv) {
     /* ---- models */
     if (app_load_model(&a, &m)) goto done;
     have_m = 1;
-    if (load_cn(&a, &cm)) goto done;
+    if (control_load_cn(&a, &cm)) goto done;
     have_cm = 1;
     if (pipe_init(&p, &m, NULL)) goto done;
     have_p = 1;
@@ -231,10 +328,18 @@ int cmd_control(int argc, char **argv) {
     if (pipe_encode_prompt(&p, args_str(&a, "--negative", CV_NEG_PROMPT), emb) || pipe_encode_prompt(&p, full_prompt, emb + ne))
         goto done;
     pipe_init_noise((uint64_t)seed, noise, n1);   /* one latent, shared by every frame */
+    if (mask_arg) {
+        if (!(mask = malloc(sizeof(float) * F * h * w))) { ocd_fail("out of memory"); goto done; }
+        if (control_mask_latent(&mv, h, w, mask)) goto done;
+        prm.ocd.mask = mask;
+        if (!prm.ocd.ocs && !(prm.ocd.tome_ratio > 0.0f && prm.ocd.oc_tome_lambda > 0.0f))
+            printf("control: note: --mask is used by OCS and Object-Centric ToMe, neither of which is on (--preset ocd)\n");
+    }
 
-    printf("control: %d frames %dx%d (stride %ld), condition %s, %s %d steps, cfg %g, control scale %g, seed %ld%s\n", F, W, H,
-           stride, canny ? "canny (in-tree, RGB, 100/200)" : cond_arg, sname, prm.steps, prm.guidance, prm.control_scale,
-           seed, prm.window ? "" : ", fully cross-frame attention");
+    printf("control: %d frames %dx%d (stride %ld), condition %s, %s %d steps, cfg %g, control scale %g, seed %ld%s%s%s\n", F, W,
+           H, stride, canny ? "canny (in-tree, RGB, 100/200)" : cond_arg, prm.solver == OCD_SOLVER_DPMPP_2M ? "dpmpp-2m" : "ddim",
+           prm.steps, prm.guidance, prm.control_scale, seed, prm.window ? "" : ", fully cross-frame attention",
+           preset ? ", preset " : "", preset ? preset : "");
     if (prm.window) {
         int *keys = malloc(sizeof(int) * (F + 1));
         int nk = keys ? cv_key_frames(F, prm.window, keys) : -1;
@@ -269,17 +374,18 @@ int cmd_control(int argc, char **argv) {
            "(%ld frame evaluations), %ld ControlNet frame evaluations, peak RSS %.1f MB\n",
            ocd_now() - t_cmd, progress_elapsed(&pr), st.t_unet, st.t_controlnet, st.t_smoother, st.unet_calls, st.unet_frames,
            st.controlnet_frames, ocd_peak_rss_bytes() / 1048576.0);
+    print_accel(&prm, &st);
     rc = 0;
 done:
-    free(cond); free(emb); free(noise); free(lat); free(img); free(full_prompt);
-    video_free(&src); video_free(&cv); video_free(&outv);
+    free(cond); free(emb); free(noise); free(lat); free(img); free(mask); free(full_prompt);
+    video_free(&src); video_free(&cv); video_free(&mv); video_free(&outv);
     if (have_p) pipe_free(&p);
     if (have_cm) controlnet_model_free(&cm);
     if (have_m) sd_model_free(&m);
     return rc;
 }
 
-/* ---------------------------------------------------------------- ocd bench control */
+/* ---------------------------------------------------------------- ocd bench control --pass */
 
 static const opt_spec k_bench_opts[] = {
     {"--model", 1, "model folder or .safetensors file"},
@@ -290,15 +396,16 @@ static const opt_spec k_bench_opts[] = {
     {"--frames", 1, "frames per pass (default 4)"},
     {"--threads", 1, "threads (default: all cores)"},
     {"--repeat", 1, "timed passes (default 1)"},
+    {"--pass", 0, "time one ControlNet + UNet pass (this mode)"},
     {"--help", 0, "this text"},
     {0, 0, 0},
 };
 
-int cmd_bench_control(int argc, char **argv) {
+int cmd_bench_control_pass(int argc, char **argv) {
     args a;
     if (args_parse(&a, k_bench_opts, argc, argv)) return -1;
     if (args_has(&a, "--help")) {
-        args_usage(k_bench_opts, "ocd bench control [--random sd15] [--size 512] [--frames 4] [--repeat 1]");
+        args_usage(k_bench_opts, "ocd bench control --pass [--random sd15] [--size 512] [--frames 4] [--repeat 1]");
         return 0;
     }
     if (a.n_pos > 1 || (a.n_pos == 1 && strcmp(a.pos[0], "control")))
@@ -318,7 +425,7 @@ int cmd_bench_control(int argc, char **argv) {
     controlnet_model cm;
     double t0 = ocd_now();
     if (app_load_model(&b, &m)) return -1;
-    if (load_cn(&b, &cm)) { sd_model_free(&m); return -1; }
+    if (control_load_cn(&b, &cm)) { sd_model_free(&m); return -1; }
     printf("models      %s + ControlNet %s loaded in %.1f s (%.0fM + %.0fM params)\n", m.files.path, cm.files.path,
            ocd_now() - t0, sd_model_params(&m) / 1e6, controlnet_params(&cm) / 1e6);
     const int F = (int)frames, S = (int)size, h = S / 8, w = S / 8, C = m.unet_cfg.in_ch, D = m.unet_cfg.cross_dim;

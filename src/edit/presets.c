@@ -33,3 +33,23 @@ int fz_preset(fz_params *p, const char *name)
     }
     return ocd_fail("unknown preset '%s' (known: fatezero, optimized, ocd)", name);
 }
+
+static const char *const cv_names[] = { "controlvideo", "optimized", "ocd", NULL };
+
+const char *const *cv_preset_names(void) { return cv_names; }
+
+int cv_preset(cv_params *p, const char *name)
+{
+    if (!p || !name) return ocd_fail("cv_preset: no parameters or no name");
+    const int ocd = !strcmp(name, "ocd"), base = !strcmp(name, "controlvideo");
+    if (!base && !ocd && strcmp(name, "optimized"))
+        return ocd_fail("unknown preset '%s' (known: controlvideo, optimized, ocd)", name);
+    p->solver = base ? OCD_SOLVER_DDIM : OCD_SOLVER_DPMPP_2M;
+    p->steps = base ? 50 : 20;
+    p->guidance = 12.5f;
+    p->ocd.tome_ratio = base ? 0.0f : 0.5f;
+    p->ocd.tome_min_tokens = 64;
+    p->ocd.oc_tome_lambda = ocd ? 1.0f : 0.0f;
+    p->ocd.ocs = ocd;
+    return 0;
+}

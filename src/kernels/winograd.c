@@ -68,11 +68,12 @@ void k_conv_winograd_enable(int on) { wg_enabled = on != 0; }
 
 int k_conv3x3_wino_usable(const k_conv_shape *s, int B) {
 #if defined(__AVX512F__)
-    return wg_enabled && B >= 1 && wg_shape_ok(s) && (size_t)B * ((s->h + 1) / 2) * ((s->w + 1) / 2) >= WG_MIN_TILES;
+    const int simd = 1;
 #else
-    (void)s; (void)B;
-    return 0;
+    const int simd = 0; /* the transforms are written for AVX-512 only */
 #endif
+    return simd && wg_enabled && B >= 1 && wg_shape_ok(s) &&
+           (size_t)B * ((s->h + 1) / 2) * ((s->w + 1) / 2) >= WG_MIN_TILES;
 }
 
 size_t k_conv3x3_wino_scratch_floats(const k_conv_shape *s, int B) {

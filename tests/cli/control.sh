@@ -1,8 +1,9 @@
 #!/bin/sh
 # `ocd control` and `ocd probe controlnet|canny|controlvideo` on the tiny fixtures: the ControlNet
 # goldens via compare.py (both ControlNet layouts), an end-to-end run (canny from a video, a
-# condition clip, the hierarchical sampler, DPM-Solver++), reproducibility, and bad input (one
-# error line, non-zero exit, no output). Run by tests/run.sh with $OCD set; prints PASS/FAIL lines.
+# condition clip, the hierarchical sampler, DPM-Solver++), reproducibility, the OCD presets with a
+# mask, `ocd bench control` (table, JSON, CSV, --estimate, --pass), and bad input (one error line,
+# non-zero exit, no output). Run by tests/run.sh with $OCD set; prints PASS/FAIL lines.
 OCD=${OCD:-build/ocd}
 M=tests/data/tiny-sd
 CN=tests/data/tiny-controlnet
@@ -76,6 +77,71 @@ ctl "$T/d" --condition canny --long --window 3 --sampler dpmpp-2m --smoother-ste
 [ $r -eq 0 ] && [ -f "$T/d/00003.png" ] && grep -q "key frames: 0 2 3" "$T/out" && grep -q "pixel space" "$T/out"
 check $? "--long (key frames 0 2 3), dpmpp-2m, pixel-space smoother logged"
 
+# ---- the OCD presets (ocd-method.md 7) ---------------------------------------------------------
+ctl "$T/p0" --condition canny --seed 5 --preset controlvideo; r=$?
+[ $r -eq 0 ] && cmp -s "$T/p0/00000.png" "$T/b1/00000.png" && cmp -s "$T/p0/00003.png" "$T/b1/00003.png"
+check $? "--preset controlvideo: the default run, frame for frame"
+mkdir -p "$T/mask" "$T/empty"
+ffmpeg -v error -y -f lavfi -i color=black:size=96x64:rate=8 -vf "drawbox=x=40:y=24:w=12:h=10:color=white:t=fill" -frames:v 6 \
+    "$T/mask/%05d.png"
+ffmpeg -v error -y -f lavfi -i color=black:size=96x64:rate=8 -frames:v 6 "$T/empty/%05d.png"
+ctl "$T/o" --condition canny --size 192x192 --frames 3 --steps 4 --preset ocd --mask "$T/mask" --tome-min-tokens 8; r=$?
+[ $r -eq 0 ] && [ -f "$T/o/00002.png" ] && grep -q "Object-Centric Sampling ran" "$T/out" && grep -q "K/V tokens merged per level: L0" "$T/out" &&
+    grep -q "counted GFLOP" "$T/out" && grep -q "OCS: crop 22% of the frame" "$T/out" && [ ! -s "$T/err" ]
+check $? "--preset ocd --mask: merging, OC-ToMe and OCS ran and are reported ($(grep -o 'OCS: crop.*saved)' "$T/out"))"
+ctl "$T/e" --condition canny --size 192x192 --frames 3 --steps 2 --preset ocd --mask "$T/empty"; r=$?
+[ $r -eq 0 ] && [ -f "$T/e/00002.png" ] && grep -q "Object-Centric Sampling skipped" "$T/out" && grep -q "empty mask" "$T/err"
+check $? "--preset ocd with an empty mask: plain sampling, said on stderr ($(cat "$T/err"))"
+
+# ---- ocd bench control on the tiny model ------------------------------------------------------
+"$OCD" bench control --model $M --controlnet $CN --size 256 --frames 2 --steps-controlvideo 2 --steps 4 \
+    --runs controlvideo,ocd,ocd-no-ocs --threads 1 --json "$T/b.json" --csv "$T/b.csv" >"$T/out" 2>"$T/err"; r=$?
+[ $r -eq 0 ] && grep -q "^run .*GFLOP.*RSS MiB.*merged.*Pin.*Pout.*Sall.*cons" "$T/out" && grep -q "^ocd-no-ocs " "$T/out" &&
+    grep -q "^mask        box:0.14" "$T/out"
+check $? "bench control: the table, one row per run"
+[ $r -ne 0 ] && cat "$T/out" "$T/err"
+if command -v python3 >/dev/null; then
+    python3 - "$T/b.json" "$T/b.csv" >"$T/py" 2>&1 <<'EOF2'
+import csv, json, math, sys
+d = json.load(open(sys.argv[1]))
+runs = d["runs"]
+assert [r["name"] for r in runs] == ["controlvideo", "ocd", "ocd-no-ocs"], runs
+for r in runs:
+    assert r["ok"] and r["unet_calls"] > 0 and r["peak_rss_bytes"] > 0 and r["gflop"] > 0, r
+    for k in ("psnr_inside", "psnr_outside", "ssim_inside", "ssim_outside", "consistency_psnr"):
+        assert r[k] is not None and math.isfinite(r[k]), (r["name"], k)
+cv, ocd, noocs = runs
+assert cv["psnr_all"] == 100.0 and sum(cv["tokens_merged"]) == 0, cv
+assert ocd["ocs_area"] == 0.25 and abs(ocd["full_frame_evals"] - 3.5) < 1e-9 and sum(ocd["tokens_merged"]) > 0, ocd  # b=2: 2/4 + 1 + 2
+assert noocs["ocs_area"] == 0 and noocs["full_frame_evals"] == 4 and ocd["gflop"] < noocs["gflop"], noocs
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert [r["run"] for r in rows] == [r["name"] for r in runs] and all(r["ok"] == "1" for r in rows)
+print("ok: ocd %.2f full-frame evaluations, %.1f GFLOP vs %.1f without OCS" % (ocd["full_frame_evals"], ocd["gflop"], noocs["gflop"]))
+EOF2
+    r=$?
+    check $r "bench control: JSON and CSV parse and agree ($(tail -1 "$T/py"))"
+    [ $r -ne 0 ] && cat "$T/py"
+fi
+"$OCD" bench control --model $M --controlnet $CN --size 256 --frames 2 --estimate --runs controlvideo,ocd --threads 1 \
+    --json "$T/e.json" >"$T/out" 2>&1; r=$?
+[ $r -eq 0 ] && grep -q "^ocd " "$T/out" && grep -q "predicted_total_s" "$T/e.json"
+check $? "bench control --estimate prints predictions and writes JSON"
+"$OCD" bench control --list-runs >"$T/out" 2>&1 && [ "$(grep -c '^ocd' "$T/out")" -ge 8 ] && grep -q "^controlvideo " "$T/out"
+check $? "bench control --list-runs"
+"$OCD" bench control --pass --model $M --controlnet $CN --size 64 --frames 2 --threads 1 >"$T/out" 2>&1 &&
+    grep -q "UNet (fully cross-frame attention)" "$T/out"
+check $? "bench control --pass: the one-pass timing"
+benchbad() { # benchbad NAME PATTERN ARGS...
+    name=$1; pat=$2; shift 2
+    "$OCD" bench control --model $M --controlnet $CN "$@" >/dev/null 2>"$T/err"; r=$?
+    [ $r -eq 1 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "$pat" "$T/err"
+    check $? "bench control bad input: $name ($(cat "$T/err"))"
+}
+benchbad "unknown run" "unknown run" --runs controlvideo,nosuch
+benchbad "box area out of range" "box:AREA" --mask box:2
+mkdir -p "$T/mask2" && cp "$T/mask/00001.png" "$T/mask/00002.png" "$T/mask2/"
+benchbad "mask of the wrong length" "must match" --video "$T/src" --mask "$T/mask2" --frames 2 --size 64
+
 # ---- bad input: one error line, exit 1, no output ---------------------------------------------
 bad() { # bad NAME PATTERN [options]
     name=$1; pat=$2; shift 2
@@ -94,6 +160,9 @@ bad "condition clip of the wrong size" "48x48" --video "$T/src" --condition "$T/
 bad "canny without --video" "needs --video" --condition canny
 bad "too many frames for the clip" "has 6 frames" --video "$T/src" --condition canny --frames 7
 bad "a size not a multiple of 8" "multiples of 8" --video "$T/src" --condition canny --size 60x64
+bad "a mask of the wrong length" "must match" --video "$T/src" --condition canny --frames 2 --mask "$T/short"
+bad "an unknown preset" "unknown preset" --video "$T/src" --condition canny --preset fast
+bad "--ocs with --no-ocs" "contradict" --video "$T/src" --condition canny --ocs --no-ocs
 "$OCD" control --model $M --video "$T/src" --condition canny --prompt x --out "$T/bad.mp4" >/dev/null 2>"$T/err"
 [ $? -eq 1 ] && grep -q "no ControlNet" "$T/err"; check $? "no --controlnet -> error"
 exit 0
