@@ -124,3 +124,32 @@ double bench_mib(size_t b) { return b / 1048576.0; }
 json_t *bench_jnum(double v) { return isnan(v) || isinf(v) ? json_null() : json_real(v); }
 
 const char *bench_solver_name(int s) { return s == OCD_SOLVER_DPMPP_2M ? "dpm++2m" : "ddim"; }
+
+const bench_run bench_ablations[BENCH_N_ABLATIONS] = {
+    {"opt-no-tome", "optimized", "optimized without merging (ratio 0): the solver alone", 0, -1, -1, -1, -1},
+    {"ocd-no-tome", "ocd", "ocd without merging (ratio 0): OCS only", 0, -1, -1, -1, -1},
+    {"ocd-no-octome", "ocd", "ocd without OC-ToMe (lambda 0)", -1, 0, -1, -1, -1},
+    {"ocd-no-ocs", "ocd", "ocd without OCS", -1, -1, 0, -1, -1},
+    {"ocd-r0.25", "ocd", "ocd, merge ratio 0.25", 0.25f, -1, -1, -1, -1},
+    {"ocd-r0.75", "ocd", "ocd, merge ratio 0.75", 0.75f, -1, -1, -1, -1},
+    {"ocd-phi2", "ocd", "ocd, background every 2nd step", -1, -1, -1, 2, -1},
+    {"ocd-phi8", "ocd", "ocd, background every 8th step", -1, -1, -1, 8, -1},
+    {"ocd-beta0.3", "ocd", "ocd, blend at 0.3 N", -1, -1, -1, -1, 0.3},
+    {"ocd-beta0.7", "ocd", "ocd, blend at 0.7 N", -1, -1, -1, -1, 0.7},
+};
+
+void bench_make_runs(const bench_run presets[3], bench_run *runs) {
+    for (int i = 0; i < 3; i++) runs[i] = presets[i];
+    for (int i = 0; i < BENCH_N_ABLATIONS; i++) runs[3 + i] = bench_ablations[i];
+}
+
+void bench_json_fidelity(json_t *o, const bench_fidelity *q) {
+    json_object_set_new(o, "psnr_inside", bench_jnum(q->psnr_in));
+    json_object_set_new(o, "psnr_outside", bench_jnum(q->psnr_out));
+    json_object_set_new(o, "psnr_all", bench_jnum(q->psnr_all));
+    json_object_set_new(o, "ssim_inside", bench_jnum(q->ssim_in));
+    json_object_set_new(o, "ssim_outside", bench_jnum(q->ssim_out));
+    json_object_set_new(o, "ssim_all", bench_jnum(q->ssim_all));
+    json_object_set_new(o, "background_psnr_vs_source", bench_jnum(q->bg_psnr));
+    json_object_set_new(o, "consistency_psnr", bench_jnum(q->cons));
+}

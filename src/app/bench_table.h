@@ -19,6 +19,12 @@ typedef struct {
     double beta;
 } bench_run;
 
+/* The ablations of one knob each that both benches run after their three presets. */
+#define BENCH_N_ABLATIONS 10
+extern const bench_run bench_ablations[BENCH_N_ABLATIONS];
+/* runs [3 + BENCH_N_ABLATIONS] = the three presets, then bench_ablations. */
+void bench_make_runs(const bench_run presets[3], bench_run *runs);
+
 /* selected[i] = 1 for the runs named in the comma-separated list (NULL = all). Unknown name: error. */
 int bench_select_runs(const char *list, const bench_run *runs, int n, int *selected);
 void bench_list_runs(const bench_run *runs, int n);
@@ -54,6 +60,9 @@ void bench_judge(const uint8_t *rgb, const uint8_t *ref, const uint8_t *src, con
 /* Token count and channels of every self-attention layer of a UNet at S x S pixels (latent S/8),
  * in call order; returns their number (at most max). */
 int bench_sa_layers(const unet_config *c, int S, int *tokens, int *channels, int max);
+
+/* The fidelity fields of a run's JSON object (null where not measured). */
+void bench_json_fidelity(json_t *o, const bench_fidelity *q);
 
 double bench_load_avg(void);                     /* 1-minute load average, -1 when unknown */
 void bench_fmt_num(char *buf, size_t cap, double v, const char *fmt);   /* "n/a" for NAN */

@@ -64,23 +64,14 @@ static const opt_spec k_opts[] = {
     {0, 0, 0},
 };
 
-/* ---- the runs: presets, then ablations of one knob each (negative = the preset's value) ---- */
-static const bench_run k_runs[] = {
+/* ---- the runs: the three presets, then the ablations shared with the other bench (bench_table.c) ---- */
+static const bench_run k_presets[3] = {
     {"controlvideo", "controlvideo", "baseline: DDIM 50, CFG 12.5, no merging, no OCS", -1, -1, -1, -1, -1},
     {"optimized", "optimized", "DPM-Solver++ 2M 20 + 3D K/V ToMe 0.5", -1, -1, -1, -1, -1},
     {"ocd", "ocd", "optimized + OC-ToMe (lambda 1) + OCS (phi 4, beta 0.5)", -1, -1, -1, -1, -1},
-    {"opt-no-tome", "optimized", "optimized without merging (ratio 0): the solver alone", 0, -1, -1, -1, -1},
-    {"ocd-no-tome", "ocd", "ocd without merging (ratio 0): OCS only", 0, -1, -1, -1, -1},
-    {"ocd-no-octome", "ocd", "ocd without OC-ToMe (lambda 0)", -1, 0, -1, -1, -1},
-    {"ocd-no-ocs", "ocd", "ocd without OCS", -1, -1, 0, -1, -1},
-    {"ocd-r0.25", "ocd", "ocd, merge ratio 0.25", 0.25f, -1, -1, -1, -1},
-    {"ocd-r0.75", "ocd", "ocd, merge ratio 0.75", 0.75f, -1, -1, -1, -1},
-    {"ocd-phi2", "ocd", "ocd, background every 2nd step", -1, -1, -1, 2, -1},
-    {"ocd-phi8", "ocd", "ocd, background every 8th step", -1, -1, -1, 8, -1},
-    {"ocd-beta0.3", "ocd", "ocd, blend at 0.3 N", -1, -1, -1, -1, 0.3},
-    {"ocd-beta0.7", "ocd", "ocd, blend at 0.7 N", -1, -1, -1, -1, 0.7},
 };
-#define N_RUNS ((int)(sizeof k_runs / sizeof k_runs[0]))
+static bench_run k_runs[3 + BENCH_N_ABLATIONS];
+#define N_RUNS (3 + BENCH_N_ABLATIONS)
 
 #define DEFAULT_CLIP "examples/toy-clip"
 #define DEFAULT_PROMPT "a blue circle on green grass"
@@ -498,13 +489,7 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
             json_object_set_new(o, "ocs_area", bench_jnum(st->ocs_area));
             json_object_set_new(o, "smoothed", json_integer(st->smoothed));
             json_object_set_new(o, "note", json_string(st->note));
-            json_object_set_new(o, "psnr_inside", bench_jnum(r->q.psnr_in));
-            json_object_set_new(o, "psnr_outside", bench_jnum(r->q.psnr_out));
-            json_object_set_new(o, "psnr_all", bench_jnum(r->q.psnr_all));
-            json_object_set_new(o, "ssim_inside", bench_jnum(r->q.ssim_in));
-            json_object_set_new(o, "ssim_outside", bench_jnum(r->q.ssim_out));
-            json_object_set_new(o, "ssim_all", bench_jnum(r->q.ssim_all));
-            json_object_set_new(o, "consistency_psnr", bench_jnum(r->q.cons));
+            bench_json_fidelity(o, &r->q);
             json_array_append_new(runs, o);
         }
         json_object_set_new(root, "runs", runs);
@@ -547,6 +532,7 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
 
 /* ---- the command ---- */
 int cmd_bench_control(int argc, char **argv) {
+    bench_make_runs(k_presets, k_runs);
     for (int i = 0; i < argc; i++)
         if (!strcmp(argv[i], "--pass")) return cmd_bench_control_pass(argc, argv);
     bench_ctx bc;
