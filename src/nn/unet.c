@@ -689,15 +689,15 @@ int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *
     for (int i = 0; i < nl; i++) {
         const block *bl = &u->down[i];
         for (int j = 0; j < bl->n_res; j++) {
-            float *nx = ALLOC((size_t)B * bl->cout * h * w);
-            if (!nx || resnet_fwd(f, &bl->res[j], cur, h, w, nx)) return -1;
-            cur = nx;
+            /* the skip first, the resnet's output (when a transformer follows) above it, dropped after */
+            float *skip = ALLOC((size_t)B * bl->cout * h * w);
+            const size_t m = arena_mark(&u->arena);
+            float *nx = bl->has_attn ? ALLOC((size_t)B * bl->cout * h * w) : skip;
+            if (!skip || !nx || resnet_fwd(f, &bl->res[j], cur, h, w, nx)) return -1;
             ch = bl->cout;
-            if (bl->has_attn) {
-                float *ax = ALLOC((size_t)B * ch * h * w);
-                if (!ax || xformer_fwd(f, &bl->attn[j], cur, h, w, ax)) return -1;
-                cur = ax;
-            }
+            if (bl->has_attn && xformer_fwd(f, &bl->attn[j], nx, h, w, skip)) return -1;
+            arena_rewind(&u->arena, m);
+            cur = skip;
             PUSH(cur);
         }
         if (bl->has_sample) {
@@ -751,12 +751,28 @@ int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, 
         for (int i = 0; i < ns; i++) k_add(ft.x[i], res->down[i], (size_t)B * ft.c[i] * ft.h[i] * ft.w[i]);
         k_add(cur, res->mid, (size_t)B * ch * h * w);
     }
-    /* up path */
+    /* up path: the running activation lives in two buffers used in turn (pp), each step's
+     * temporaries (the concatenation, the upsampled plane) are dropped as soon as it is done, so
+     * the memory is that of one level, not of the whole path */
+    size_t pmax = 0;
+    {
+        int n2 = ns, h2 = h, w2 = w, c2 = ch;
+        for (int i = 0; i < nl; i++) {
+            const block *bl = &u->up[i];
+            n2 -= bl->n_res, c2 = bl->cout;
+            pmax = OCD_MAX(pmax, (size_t)c2 * h2 * w2);
+            if (bl->has_sample) h2 = ft.h[n2 - 1], w2 = ft.w[n2 - 1], pmax = OCD_MAX(pmax, (size_t)c2 * h2 * w2);
+        }
+    }
+    float *pp[2] = {ALLOC((size_t)B * pmax), ALLOC((size_t)B * pmax)};
+    if (!pp[0] || !pp[1]) goto fail;
+    int pi = 0;
     for (int i = 0; i < nl; i++) {
         const block *bl = &u->up[i];
         for (int j = 0; j < bl->n_res; j++) {
             --ns;
             const int sc = ft.c[ns], HW = h * w;
+            const size_t m = arena_mark(&u->arena);
             float *cat = ALLOC((size_t)B * (ch + sc) * HW); /* [B, ch + sc, h, w] = cat([cur, skip]) */
             if (!cat) goto fail;
             for (int b = 0; b < B; b++) {
@@ -764,25 +780,28 @@ int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, 
                 memcpy(cat + (size_t)b * (ch + sc) * HW + (size_t)ch * HW, ft.x[ns] + (size_t)b * sc * HW,
                        sizeof(float) * sc * HW);
             }
-            float *nx = ALLOC((size_t)B * bl->cout * HW);
-            if (!nx || resnet_fwd(f, &bl->res[j], cat, h, w, nx)) goto fail;
-            cur = nx;
+            float *nx = pp[pi];
+            if (resnet_fwd(f, &bl->res[j], cat, h, w, nx)) goto fail;
+            arena_rewind(&u->arena, m);
+            cur = nx, pi ^= 1;
             ch = bl->cout;
             if (bl->has_attn) {
-                float *ax = ALLOC((size_t)B * ch * HW);
-                if (!ax || xformer_fwd(f, &bl->attn[j], cur, h, w, ax)) goto fail;
-                cur = ax;
+                float *ax = pp[pi];
+                if (xformer_fwd(f, &bl->attn[j], cur, h, w, ax)) goto fail;
+                cur = ax, pi ^= 1;
             }
         }
         if (bl->has_sample) {
             /* nearest upsampling to the next skip's size (x2 when sizes divide) */
             const int h2 = ft.h[ns - 1], w2 = ft.w[ns - 1];
-            float *ux = ALLOC((size_t)B * ch * h2 * w2), *cx = ALLOC((size_t)B * ch * h2 * w2);
-            if (!ux || !cx) goto fail;
+            const size_t m = arena_mark(&u->arena);
+            float *ux = ALLOC((size_t)B * ch * h2 * w2), *cx = pp[pi];
+            if (!ux) goto fail;
             for (int b = 0; b < B; b++)
                 k_upsample_nearest(ux + (size_t)b * ch * h2 * w2, cur + (size_t)b * ch * h * w, ch, h, w, h2, w2);
             if (conv_batch(f, cx, ux, bl->s_w, bl->s_b, ch, h2, w2, ch, 3, 1, 1)) goto fail;
-            cur = cx, h = h2, w = w2;
+            arena_rewind(&u->arena, m);
+            cur = cx, h = h2, w = w2, pi ^= 1;
         }
     }
     /* out */
