@@ -143,6 +143,22 @@ void bench_make_runs(const bench_run presets[3], bench_run *runs) {
     for (int i = 0; i < BENCH_N_ABLATIONS; i++) runs[3 + i] = bench_ablations[i];
 }
 
+json_t *bench_json_header(const args *a, const char *video, int frames, int size, const char *mask, int estimate,
+                          double load0, double load1) {
+    json_t *root = json_object();
+    json_object_set_new(root, "model", json_string(args_str(a, "--model", NULL) ? args_str(a, "--model", "")
+                                                                                 : args_str(a, "--random", "")));
+    json_object_set_new(root, "random_weights", json_boolean(args_has(a, "--random")));
+    json_object_set_new(root, "video", json_string(video));
+    json_object_set_new(root, "frames", json_integer(frames));
+    json_object_set_new(root, "size", json_integer(size));
+    json_object_set_new(root, "mask", json_string(mask));
+    json_object_set_new(root, "estimate", json_boolean(estimate));
+    json_object_set_new(root, "load_average_start", bench_jnum(load0));
+    json_object_set_new(root, "load_average_end", bench_jnum(load1));
+    return root;
+}
+
 void bench_json_fidelity(json_t *o, const bench_fidelity *q) {
     json_object_set_new(o, "psnr_inside", bench_jnum(q->psnr_in));
     json_object_set_new(o, "psnr_outside", bench_jnum(q->psnr_out));

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app/args.h"
 #include "nn/unet.h"
 
 /* One row of a bench: a preset, then the ablated knobs (negative = the preset's value). */
@@ -61,6 +62,10 @@ void bench_judge(const uint8_t *rgb, const uint8_t *ref, const uint8_t *src, con
  * in call order; returns their number (at most max). */
 int bench_sa_layers(const unet_config *c, int S, int *tokens, int *channels, int max);
 
+/* The JSON document's common header: the model (--model, else --random), whether the weights are
+ * random, the clip, its frame count and size, the mask, estimate mode and the load averages. */
+json_t *bench_json_header(const args *a, const char *video, int frames, int size, const char *mask, int estimate,
+                          double load0, double load1);
 /* The fidelity fields of a run's JSON object (null where not measured). */
 void bench_json_fidelity(json_t *o, const bench_fidelity *q);
 

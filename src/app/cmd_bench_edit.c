@@ -455,19 +455,10 @@ static int write_outputs(const bench_ctx *bc, run_result *rs, int n, int estimat
                          const est_model *e) {
     const char *jpath = args_str(&bc->a, "--json", NULL), *cpath = args_str(&bc->a, "--csv", NULL);
     if (jpath) {
-        json_t *root = json_object(), *runs = json_array();
-        json_object_set_new(root, "model", json_string(args_str(&bc->a, "--model", NULL) ? args_str(&bc->a, "--model", "")
-                                                                                          : args_str(&bc->a, "--random", "")));
-        json_object_set_new(root, "random_weights", json_boolean(args_has(&bc->a, "--random")));
-        json_object_set_new(root, "video", json_string(bc->video));
-        json_object_set_new(root, "frames", json_integer(bc->F));
-        json_object_set_new(root, "size", json_integer(bc->S));
+        json_t *root = bench_json_header(&bc->a, bc->video, bc->F, bc->S, bc->mask_what, estimate, load0, load1),
+               *runs = json_array();
         json_object_set_new(root, "source", json_string(bc->source));
         json_object_set_new(root, "target", json_string(bc->target));
-        json_object_set_new(root, "mask", json_string(bc->mask_what));
-        json_object_set_new(root, "estimate", json_boolean(estimate));
-        json_object_set_new(root, "load_average_start", bench_jnum(load0));
-        json_object_set_new(root, "load_average_end", bench_jnum(load1));
         json_object_set_new(root, "source_consistency_psnr", bench_jnum(src_cons));
         if (estimate) {
             json_object_set_new(root, "unet_gflop_per_item", bench_jnum(e->item_gflop));
