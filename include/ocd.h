@@ -43,6 +43,7 @@ typedef struct {
     const char *random;        /* instead of path: "sd15" or "tiny" random weights (benchmarks) */
     uint64_t weight_seed;      /* seed of random weights */
     int n_threads;             /* 0 = all cores */
+    const char *precision;     /* "auto" (default, NULL too): bf16 where the CPU has AMX-BF16; "fp32"; "bf16" */
 } ocd_model_params;
 
 ocd_model_params ocd_model_default_params(void);

@@ -17,7 +17,7 @@ struct ocd_model {
 };
 
 ocd_model_params ocd_model_default_params(void) {
-    return (ocd_model_params){.path = NULL, .random = NULL, .weight_seed = 1234, .n_threads = 0};
+    return (ocd_model_params){.path = NULL, .random = NULL, .weight_seed = 1234, .n_threads = 0, .precision = "auto"};
 }
 
 ocd_model *ocd_model_load(const ocd_model_params *p) {
@@ -27,6 +27,7 @@ ocd_model *ocd_model_load(const ocd_model_params *p) {
     char spec[64];
     if (p->random) snprintf(spec, sizeof spec, "random:%s", p->random);
     if (sd_model_load(&m->sd, p->random ? spec : p->path, p->weight_seed)) { free(m); return NULL; }
+    if (sd_model_set_precision(&m->sd, p->precision) < 0) { sd_model_free(&m->sd); free(m); return NULL; }
     m->n_threads = p->n_threads;
     return m;
 }

@@ -269,7 +269,7 @@ static void probe(void *user, int phase, const unet_attn_call *call, int frame, 
         return;
     }
     ps->n_edit++;
-    ps->n_halves[call->b / (call->batch / 2) ? 1 : 0]++;
+    ps->n_halves[phase == 2]++;
     const int rc = tome_store_get(ps->inv, call->timestep, call->layer, frame, &ps->tmp);
     int same = rc == 1 && ps->tmp.n_tok == p->n_tok && ps->tmp.n_out == p->n_out &&
                !memcmp(ps->tmp.keep, p->keep, sizeof(int32_t) * p->n_out) && !memcmp(ps->tmp.into, p->into, sizeof(int32_t) * p->n_tok);

@@ -27,6 +27,10 @@ int main(int argc, char **argv) {
     int bad = ocd_generate(m, &gp, b) != 0; /* evaluated before the message is read */
     t_check(bad && strstr(ocd_last_error(), "sampler"), "ocd_generate: bad sampler", "%s", ocd_last_error());
     ocd_model_free(m);
+    mp.precision = "fp64";
+    bad = ocd_model_load(&mp) == NULL;
+    t_check(bad && strstr(ocd_last_error(), "fp64"), "ocd_model_load: bad precision", "%s", ocd_last_error());
+    mp.precision = "fp32";
     mp.path = NULL;
     t_check(ocd_model_load(&mp) == NULL, "ocd_model_load: no path", "%s", ocd_last_error());
     return t_summary(argv[0]);

@@ -447,6 +447,34 @@ static void bf16_conv_case(const char *label, k_conv_shape s, int up) {
     free(x); free(w); free(b); free(y); free(r); free(f); free(scr); free(pw.p);
 }
 
+/* bf16 attention against its reference (k, v rounded the same way, double sums: the
+ * softmax weights' rounding to bf16 is the remaining difference) and, loosely, fp32. */
+static void bf16_attn_case(const char *label, int Nq, int Nk, int heads, int dh, int packed, int threads) {
+    const int C = heads * dh, ld = packed ? 3 * C : C + 3, ldo = C + 5, N = Nq > Nk ? Nq : Nk;
+    float *buf = rnd((size_t)N * ld * (packed ? 1 : 3), 1.5f);
+    const float *q = buf, *k = packed ? buf + C : buf + (size_t)N * ld, *v = packed ? buf + 2 * C : buf + (size_t)2 * N * ld;
+    const size_t no = (size_t)Nq * ldo, ns = k_attention_scratch_floats(Nq, Nk);
+    float *o = calloc(no, sizeof(float)), *r = calloc(no, sizeof(float)), *f = calloc(no, sizeof(float));
+    float *scr = malloc(sizeof(float) * ns);
+    const float scale = 1.0f / sqrtf((float)dh);
+    char name[160];
+    k_attention_bf16(o, ldo, q, ld, k, ld, v, ld, Nq, Nk, heads, dh, scale, scr);
+    k_attention_bf16_ref(r, ldo, q, ld, k, ld, v, ld, Nq, Nk, heads, dh, scale);
+    k_attention_ref(f, ldo, q, ld, k, ld, v, ld, Nq, Nk, heads, dh, scale, 0);
+    snprintf(name, sizeof name, "attention bf16 %s Nq%d Nk%d h%d dh%d vs bf16 ref", label, Nq, Nk, heads, dh);
+    t_close(name, o, r, no, 5e-3, 1e-2);
+    snprintf(name, sizeof name, "attention bf16 %s vs fp32", label);
+    t_close(name, o, f, no, 1e-2, 1e-2);
+    if (threads) {
+        omp_set_num_threads(1);
+        k_attention_bf16(r, ldo, q, ld, k, ld, v, ld, Nq, Nk, heads, dh, scale, scr);
+        omp_set_num_threads(2);
+        snprintf(name, sizeof name, "attention bf16 %s 1 vs 2 threads bitwise", label);
+        t_check(memcmp(o, r, sizeof(float) * no) == 0, name, "scratch %zu floats", ns);
+    }
+    free(buf); free(o); free(r); free(f); free(scr);
+}
+
 static void test_bf16(void) {
     t_check(1, "bf16 kernels", "%s", k_bf16_available() ? "AMX-BF16 in use" : "no AMX-BF16: references only");
     bf16_linear_case(37, 70, 50, 1);
@@ -459,6 +487,14 @@ static void test_bf16(void) {
     bf16_conv_case("3x3 s2 pad0101 ci8 co16 16x16", (k_conv_shape){8, 16, 16, 16, 3, 3, 2, 0, 1, 0, 1}, 0);
     bf16_conv_case("up2 3x3 ci33 co17 6x5", (k_conv_shape){33, 6, 5, 17, 3, 3, 1, 1, 1, 1, 1}, 1);
     bf16_conv_case("3x3 ci64 co2 270x1000 (3 bands)", (k_conv_shape){64, 270, 1000, 2, 3, 3, 1, 1, 1, 1, 1}, 0);
+    /* SD head sizes (dh 40 pads to 64 dims, 80 to 96), partial key blocks and query groups,
+     * cross attention's 77 keys, one key, strided q/k/v, and a head past the AMX limit */
+    bf16_attn_case("sd-dh40", 203, 401, 2, 40, 0, 1);
+    bf16_attn_case("sd-cross-dh80", 50, 77, 2, 80, 1, 0);
+    bf16_attn_case("sd-dh160", 37, 250, 1, 160, 0, 1);
+    bf16_attn_case("tiny", 5, 1, 3, 8, 0, 0);
+    bf16_attn_case("dh20", 64, 64, 2, 20, 1, 0);
+    bf16_attn_case("big-head", 20, 30, 1, 300, 0, 0);
 }
 
 int main(int argc, char **argv) {

@@ -11,6 +11,7 @@
 #include "diffusion/pipeline.h"
 #include "edit/fatezero.h"
 #include "io/image.h"
+#include "kernels/kernels.h"
 #include "io/video.h"
 #include "nn/sd_model.h"
 #include "testlib.h"
@@ -58,7 +59,8 @@ static int judge(const char *label, const uint8_t *src, const uint8_t *out, int 
     return blue;
 }
 
-static void toy_edit(sd_model *m, const float *frames, const uint8_t *src_rgb, int F) {
+/* Returns the fused edit's background PSNR (0 when it failed). */
+static double toy_edit(sd_model *m, const float *frames, const uint8_t *src_rgb, int F) {
     fz_params p;
     float *out = malloc(sizeof(float) * F * 3 * S * S);
     uint8_t *rgb = malloc((size_t)F * S * S * 3);
@@ -86,6 +88,32 @@ static void toy_edit(sd_model *m, const float *frames, const uint8_t *src_rgb, i
             bg_fused, bg_plain, blue_plain);
     free(out);
     free(rgb);
+    return bg_fused;
+}
+
+/* The same fused edit with the UNet and the VAE in bf16 (--precision bf16): the edit must still
+ * succeed and keep the background about as well as fp32 (inversion is where rounding would
+ * show: the reconstruction drifts). */
+static void toy_edit_bf16(sd_model *m, const float *frames, const uint8_t *src_rgb, int F, double bg_fp32) {
+    if (!k_bf16_available()) { t_check(1, "toy edit in bf16", "skipped: no AMX-BF16"); return; }
+    if (unet_set_precision(m->unet, 1) || vae_set_precision(m->vae, 1)) { t_check(0, "toy edit in bf16", "%s", ocd_last_error()); return; }
+    fz_params p;
+    float *out = malloc(sizeof(float) * F * 3 * S * S);
+    uint8_t *rgb = malloc((size_t)F * S * S * 3);
+    double bg = 0;
+    int blue = -1;
+    toy_params(&p);
+    if (fz_edit(m, frames, F, S, S, &p, out, NULL)) t_check(0, "toy edit (bf16)", "%s", ocd_last_error());
+    else {
+        to_rgb(out, F, rgb);
+        blue = judge("fusion, bf16", src_rgb, rgb, F, &bg);
+    }
+    t_check(blue >= 7 && bg > bg_fp32 - 1.0, "toy edit in bf16: red -> blue, background within 1 dB of fp32",
+            "%d of %d frames blue, background PSNR %.2f dB (fp32 %.2f dB)", blue, F, bg, bg_fp32);
+    free(out);
+    free(rgb);
+    unet_set_precision(m->unet, 0);
+    vae_set_precision(m->vae, 0);
 }
 
 /* --cfg 1, target = source, no fusion, per-frame attention == pipe_invert + pipe_sample per frame. */
@@ -140,7 +168,10 @@ int main(int argc, char **argv) {
     int red = judge("source clip", src_rgb, src_rgb, v.n, &dummy);
     (void)red;
     reconstruction_equivalence(&m, frames);
-    if (!t_quick()) toy_edit(&m, frames, src_rgb, v.n); /* minutes under sanitizers: the plain run covers it */
+    if (!t_quick()) { /* minutes under sanitizers: the plain run covers it */
+        const double bg = toy_edit(&m, frames, src_rgb, v.n);
+        toy_edit_bf16(&m, frames, src_rgb, v.n, bg);
+    }
     free(frames);
     free(src_rgb);
     video_free(&v);

@@ -56,6 +56,7 @@ static const opt_spec k_opts[] = {
     {"--json", 1, "also write the table as JSON"},
     {"--csv", 1, "also write the table as CSV"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--no-fork", 0, "run in this process (peak RSS = process high-water mark)"},
     {"--estimate", 0, "predict the runs' times from one measured UNet and ControlNet call instead of running them"},
     {"--gflops", 1, "--estimate: GFLOP/s to assume for the UNet and the ControlNet instead of measuring"},
@@ -149,6 +150,7 @@ static void run_one(void *user, bench_child *sh, void *payload) {
     have_m = 1;
     if (control_load_cn(&bc->a, &cm)) goto fail;
     have_cm = 1;
+    if (app_set_precision(&bc->a, &m, &cm)) goto fail;
     if (pipe_init(&p, &m, NULL)) goto fail;
     have_p = 1;
     sh->t_load = ocd_now() - t0;
@@ -323,6 +325,7 @@ static int measure_model(bench_ctx *bc, est_model *e, double rate_opt) {
     double t0 = ocd_now();
     if (app_load_model(&bc->a, &m)) return -1;
     if (control_load_cn(&bc->a, &cm)) { sd_model_free(&m); return -1; }
+    if (app_set_precision(&bc->a, &m, &cm)) { controlnet_model_free(&cm); sd_model_free(&m); return -1; }
     printf("models      %s + ControlNet %s loaded in %.1f s\n", m.files.path, cm.files.path, ocd_now() - t0);
     const unet_config *c = &m.unet_cfg;
     e->n_sa = bench_sa_layers(c, S, e->sa_tokens, e->sa_ch, 64);

@@ -56,6 +56,7 @@ static const opt_spec k_opts[] = {
     {"--json", 1, "also write the table as JSON"},
     {"--csv", 1, "also write the table as CSV"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--no-fork", 0, "run in this process (peak RSS = process high-water mark)"},
     {"--estimate", 0, "predict the runs' times from one measured UNet call instead of running them"},
     {"--gflops", 1, "--estimate: UNet GFLOP/s to assume instead of measuring"},
@@ -167,6 +168,7 @@ static void run_one(void *user, bench_child *sh, void *payload) {
     double t0 = ocd_now();
     ocd_clear_error();
     if (app_set_threads(&bc->a) || app_load_model(&bc->a, &m)) goto fail;
+    if (app_set_precision(&bc->a, &m, NULL)) { sd_model_free(&m); goto fail; }
     sh->t_load = ocd_now() - t0;
     const size_t nz = (size_t)F * m.vae_cfg.latent_channels * (S / 8) * (S / 8);
     out = malloc(sizeof(float) * F * 3 * S * S);
@@ -361,6 +363,7 @@ static int measure_model(bench_ctx *bc, est_model *e, double rate_opt) {
     const int S = bc->S, h = S / 8;
     double t0 = ocd_now();
     if (app_load_model(&bc->a, &m)) return -1;
+    if (app_set_precision(&bc->a, &m, NULL)) { sd_model_free(&m); return -1; }
     printf("model       %s loaded in %.1f s\n", m.files.path, ocd_now() - t0);
     if (!m.unet || !m.vae) { sd_model_free(&m); return ocd_fail("the model lacks a UNet or a VAE"); }
     const unet_config *c = &m.unet_cfg;

@@ -61,6 +61,7 @@ static const opt_spec k_opts[] = {
     {"--save-condition", 1, "also write the condition clip here"},
     {"--out", 1, "output video (.mp4, .gif or a folder)"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--quiet", 0, "no progress line"},
     {"--help", 0, "this text"},
     {0, 0, 0},
@@ -309,6 +310,7 @@ int cmd_control(int argc, char **argv) {
     have_m = 1;
     if (control_load_cn(&a, &cm)) goto done;
     have_cm = 1;
+    if (app_set_precision(&a, &m, &cm)) goto done;
     if (pipe_init(&p, &m, NULL)) goto done;
     have_p = 1;
     const int f8 = pipe_vae_factor(&p), C = pipe_latent_channels(&p), h = H / f8, w = W / f8;
@@ -395,6 +397,7 @@ static const opt_spec k_bench_opts[] = {
     {"--size", 1, "frame size in pixels (default 512; latent = size/8)"},
     {"--frames", 1, "frames per pass (default 4)"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--repeat", 1, "timed passes (default 1)"},
     {"--pass", 0, "time one ControlNet + UNet pass (this mode)"},
     {"--help", 0, "this text"},
@@ -426,6 +429,7 @@ int cmd_bench_control_pass(int argc, char **argv) {
     double t0 = ocd_now();
     if (app_load_model(&b, &m)) return -1;
     if (control_load_cn(&b, &cm)) { sd_model_free(&m); return -1; }
+    if (app_set_precision(&b, &m, &cm)) { controlnet_model_free(&cm); sd_model_free(&m); return -1; }
     printf("models      %s + ControlNet %s loaded in %.1f s (%.0fM + %.0fM params)\n", m.files.path, cm.files.path,
            ocd_now() - t0, sd_model_params(&m) / 1e6, controlnet_params(&cm) / 1e6);
     const int F = (int)frames, S = (int)size, h = S / 8, w = S / 8, C = m.unet_cfg.in_ch, D = m.unet_cfg.cross_dim;

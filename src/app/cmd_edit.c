@@ -66,6 +66,7 @@ static const opt_spec k_opts[] = {
     {"--side-by-side", 1, "also write source | edit next to each other to this file"},
     {"--fps", 1, "output frame rate (default: the input's, else 10)"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--quiet", 0, "no progress line"},
     {"--job", 1, "JSON file with these options (names without --)"},
     {"--help", 0, "this text"},
@@ -343,6 +344,7 @@ int cmd_edit(int argc, char **argv) {
     sd_model m;
     double t0 = ocd_now();
     if (app_load_model(&a, &m)) { video_free(&src); goto out; }
+    if (app_set_precision(&a, &m, NULL)) { sd_model_free(&m); video_free(&src); goto out; }
     double t_load = ocd_now() - t0;
     int S = (int)size_opt;
     if (!S) S = m.unet ? m.unet_cfg.sample_size * vae_downscale(&m.vae_cfg) : 512;

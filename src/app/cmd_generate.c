@@ -32,6 +32,7 @@ static const opt_spec k_gen_opts[] = {
     {"--size", 1, "WxH in pixels, multiples of 8 (default: the UNet's sample size x 8, else 512x512)"},
     {"--out", 1, "output image (.png, or .jpg/.jpeg)"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--quiet", 0, "no progress line"},
     {"--help", 0, "this text"},
     {0, 0, 0},
@@ -49,6 +50,7 @@ static const opt_spec k_rec_opts[] = {
     {"--size", 1, "WxH to resize to before the multiple-of-8 centre crop (default: the image's own)"},
     {"--out", 1, "output image (.png, or .jpg/.jpeg)"},
     {"--threads", 1, "threads (default: all cores)"},
+    APP_OPT_PRECISION,
     {"--quiet", 0, "no progress line"},
     {"--help", 0, "this text"},
     {0, 0, 0},
@@ -166,6 +168,7 @@ int cmd_generate(int argc, char **argv) {
 
     sd_model m;
     if (app_load_model(&a, &m)) return -1;
+    if (app_set_precision(&a, &m, NULL)) { sd_model_free(&m); return -1; }
     pipe_ctx p;
     ocd_progress pr;
     float *emb = NULL, *lat = NULL, *img = NULL;
@@ -242,6 +245,7 @@ int cmd_reconstruct(int argc, char **argv) {
     uint8_t *ref = NULL, *got = NULL;
     int rc = -1, H = 0, W = 0;
     if (app_load_model(&a, &m)) { free(src); image_free(&im); return -1; }
+    if (app_set_precision(&a, &m, NULL)) { free(src); image_free(&im); sd_model_free(&m); return -1; }
     if (pipe_init(&p, &m, NULL)) { free(src); image_free(&im); sd_model_free(&m); return -1; }
     progress_init(&pr, 2 * o.steps, o.quiet);
     p.progress = &pr;

@@ -1,15 +1,22 @@
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
 #include "base/error.h"
+#include "base/threads.h"
 
 int app_set_threads(const args *a) {
     long n;
     if (args_int(a, "--threads", 0, 0, 1024, &n)) return -1;
-    if (n > 0) omp_set_num_threads((int)n);
+    ocd_threads_setup((int)n);
+    return 0;
+}
+
+int app_set_precision(const args *a, sd_model *m, controlnet_model *cm) {
+    const int bf = sd_model_set_precision(m, args_str(a, "--precision", "auto"));
+    if (bf < 0) return ocd_fail_context("--precision");
+    if (cm && cm->net && controlnet_set_precision(cm->net, bf)) return -1;
     return 0;
 }
 

@@ -54,6 +54,12 @@ int arena_reset(ocd_arena *a) {
     return 0;
 }
 
+void arena_trim(ocd_arena *a) {
+    a->used_total = 0;
+    if (a->base && a->high_water) madvise(a->base, a->high_water, MADV_DONTNEED);
+    a->high_water = a->capacity = 0;
+}
+
 void arena_free(ocd_arena *a) {
     if (a->base) munmap(a->base, a->reserved);
     *a = (ocd_arena){0};

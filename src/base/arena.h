@@ -30,6 +30,9 @@ size_t arena_mark(const ocd_arena *a);
 void arena_rewind(ocd_arena *a, size_t mark);
 /* Rewinds to empty. */
 int arena_reset(ocd_arena *a);
+/* Rewinds to empty and hands the resident pages back to the OS (high_water 0): for the end of a
+ * phase whose passes will not come back soon; the next pass plans its memory anew. */
+void arena_trim(ocd_arena *a);
 void arena_free(ocd_arena *a);
 
 #endif

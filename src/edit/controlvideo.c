@@ -155,8 +155,7 @@ int cv_attend(void *user, const unet_attn_call *c) {
         }
         if (st->plan.r > 0) k = st->km, v = st->vm, Nk = st->plan.n_out;   /* r = 0: K and V as they are */
     }
-    k_attention(c->out, c->C, c->q + (size_t)c->b * c->Nq * c->C, c->C, k, c->C, v, c->C, c->Nq, Nk, c->heads, c->dh, c->scale, 0,
-                c->scratch);
+    unet_attention(c, c->q + (size_t)c->b * c->Nq * c->C, k, v, Nk);
     st->extra_flops += 4.0 * c->Nq * ((double)Nk - c->Nk) * c->C;   /* the UNet counts one frame's keys */
     return 0;
 }

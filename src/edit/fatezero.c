@@ -38,7 +38,7 @@ struct fz_ctx {
     float *emb;                    /* [2F, n_ctx, hidden]: batch contexts */
     float *src_emb, *unc_emb, *tgt_emb; /* [n_ctx, hidden] */
     float *tvec;                   /* [2F] */
-    float *xin, *eps, *z, *eps_g;  /* [2F * lat], [2F * lat], [F * lat], [F * lat] */
+    float *xin, *eps, *z, *eps_g;  /* [F * lat] (the inversion's latent), [2F * lat], [F * lat], [F * lat] */
     float *P, *S;                  /* [heads * Nq * nk] of the largest hooked layer */
     float *kbuf, *vbuf;            /* cross-frame K/V gathers */
     float *store_scratch;
@@ -81,6 +81,7 @@ struct fz_ctx {
     float *zc, *zbg, *feather;     /* [F * lat], [F * lat], [F, h, w] */
     /* run state */
     int phase, step;
+    int branch0;                   /* CFG half of the running call's item 0 (editing runs the halves as two calls) */
     fz_report rep;
 };
 
@@ -185,7 +186,7 @@ static int fz_attend(void *user, const unet_attn_call *call) {
     fz_ctx *c = user;
     if (call->layer < 0 || call->layer >= c->n_layers) return ocd_fail("fatezero: unexpected attention layer %d", call->layer);
     const as_layer *L = &c->layers[call->layer];
-    const int F = c->F, f = call->b % F, branch = call->b / F;
+    const int F = c->F, f = call->b % F, branch = c->branch0 + call->b / F;
     const float *k = call->k + (size_t)call->b * call->Nk * call->C, *v = call->v + (size_t)call->b * call->Nk * call->C;
     int nkv = 1;
     if (!call->is_cross) {
@@ -205,7 +206,7 @@ static int fz_attend(void *user, const unet_attn_call *call) {
     const tome_plan *plan = NULL;
     if (!call->is_cross && c->tome_on) {
         if (merge_plan(c, call, L, f, nkv, k, &cb, &plan)) return -1;
-        if (c->probe) c->probe(c->probe_user, c->phase == PH_INVERT ? 0 : 1, call, f, nkv, plan);
+        if (c->probe) c->probe(c->probe_user, c->phase == PH_INVERT ? 0 : 1 + branch, call, f, nkv, plan);
         c->rep.tokens_in[L->level & 7] += Nk;
         c->rep.tokens_merged[L->level & 7] += Nk - plan->n_out;
         if (plan->r > 0) { /* r = 0: the identity layout, K and V as they are */
@@ -220,7 +221,7 @@ static int fz_attend(void *user, const unet_attn_call *call) {
         if (c->phase == PH_INVERT) {
             e = attn_store_entry(c->store, c->step, L->slot, call->is_cross);
             explicit_map = e && e->kind == AS_MAP;
-        } else if (c->phase == PH_EDIT && branch == call->batch / F - 1) { /* the cond half only */
+        } else if (c->phase == PH_EDIT && branch == 1) { /* the cond half only */
             const int i = c->step;
             edit = call->is_cross ? c->tab->cross_active[i] : p2p_self_active(c->tab, i);
             lb = c->p.latent_blend && !c->crop && call->is_cross && is_blend_slot(c->store, L->slot);
@@ -228,7 +229,7 @@ static int fz_attend(void *user, const unet_attn_call *call) {
         }
     }
     if (!explicit_map) {
-        k_attention(call->out, C, q, C, k, C, v, C, Nq, Nk, heads, dh, call->scale, 0, call->scratch);
+        unet_attention(call, q, k, v, Nk);
         if (e && attn_store_record(c->store, c->step, call, NULL)) return -1;
         return 0;
     }
@@ -467,7 +468,7 @@ fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W) {
     c->emb = ocd_malloc(sizeof(float) * 2 * F * c->n_ctx * c->hidden);
     c->src_emb = ocd_malloc(sizeof(float) * 3 * c->n_ctx * c->hidden);
     c->tvec = ocd_malloc(sizeof(float) * 2 * F);
-    c->xin = ocd_malloc(sizeof(float) * 2 * F * c->lat);
+    c->xin = ocd_malloc(sizeof(float) * F * c->lat);
     c->eps = ocd_malloc(sizeof(float) * 2 * F * c->lat);
     c->z = ocd_malloc(sizeof(float) * F * c->lat);
     c->eps_g = ocd_malloc(sizeof(float) * F * c->lat);
@@ -579,6 +580,7 @@ int fz_encode(fz_ctx *c, const float *frames, float *z0) {
         for (size_t i = 0; i < c->lat; i++) zf[i] *= vc->scaling_factor;
         progress(c, "encode", f + 1, c->F);
     }
+    vae_trim(c->m->vae); /* the encoder's workspace is not needed until decoding: peak memory is the UNet's */
     c->rep.t_encode += ocd_now() - t0;
     return 0;
 }
@@ -587,6 +589,7 @@ int fz_decode(fz_ctx *c, const float *z, float *frames) {
     double t0 = ocd_now();
     const vae_config *vc = vae_get_config(c->m->vae);
     const size_t img = (size_t)3 * c->H * c->W;
+    unet_trim(c->m->unet); /* the UNet's scratch goes back before the decoder takes its own */
     for (int f = 0; f < c->F; f++) {
         float *zs = c->z;
         for (size_t i = 0; i < c->lat; i++) zs[i] = z[(size_t)f * c->lat + i] / vc->scaling_factor;
@@ -630,9 +633,10 @@ static int blend_word_mask(fz_ctx *c) {
     return 0;
 }
 
-/* Counted work of the forward that just ran (the hook's attention beyond the UNet's own count). */
-static void count_forward(fz_ctx *c, int items) {
-    c->rep.gflop += (unet_last_flops(c->m->unet) + c->flop_adj) * 1e-9;
+/* Counted work of a UNet evaluation of `items` items: the UNet's own FLOPs (of its calls) and the
+ * hook's attention beyond them (flop_adj). */
+static void count_forward(fz_ctx *c, int items, double unet_flops) {
+    c->rep.gflop += (unet_flops + c->flop_adj) * 1e-9;
     c->rep.unet_calls++, c->rep.unet_items += items;
 }
 
@@ -683,7 +687,7 @@ int fz_invert(fz_ctx *c, const float *z0, float *traj, float *zT) {
         const int rc = unet_forward(c->m->unet, z, c->tvec, c->emb, c->n_ctx, F, c->h, c->w, &hook, c->eps);
         c->phase = PH_NONE;
         if (rc) return ocd_fail_context("inversion step %d", k);
-        count_forward(c, F);
+        count_forward(c, F, unet_last_flops(c->m->unet));
         /* DDIM as FateZero; other plans: the same levels walked backwards (ocd-method.md 1) */
         if (c->plan.solver == OCD_SOLVER_DDIM) ddim_invert_step(&c->sched, N, t, z, c->eps, z, NULL, n);
         else if (sampler_invert_step(&c->plan, N - 1 - k, z, c->eps, z, NULL, n)) return -1;
@@ -728,14 +732,21 @@ static int edit_step(fz_ctx *c, int i, int k_to, float *z, int hh, int ww, dpmpp
     const size_t n = (size_t)F * c->lc * hh * ww;
     c->step = i;
     if (c->p.fusion && c->tab->has_blend && p2p_self_active(c->tab, i) && step_masks(c, i)) return -1;
-    memcpy(c->xin, z, n * sizeof(float));
-    memcpy(c->xin + n, z, n * sizeof(float));
-    for (int b = 0; b < 2 * F; b++) c->tvec[b] = (float)t;
+    for (int b = 0; b < F; b++) c->tvec[b] = (float)t;
+    /* The two CFG halves (unconditional, target) run as two calls of F frames: every norm, window
+     * and plan is per half, so this equals one call of 2F, with half the activation memory. */
     c->phase = PH_EDIT, c->flop_adj = 0;
-    const int rc = unet_forward(c->m->unet, c->xin, c->tvec, c->emb, c->n_ctx, 2 * F, hh, ww, hook, c->eps);
-    c->phase = PH_NONE;
+    double flops = 0;
+    int rc = 0;
+    for (int half = 0; half < 2 && !rc; half++) {
+        c->branch0 = half;
+        rc = unet_forward(c->m->unet, z, c->tvec, c->emb + (size_t)half * F * c->n_ctx * c->hidden, c->n_ctx, F, hh, ww,
+                          hook, c->eps + half * n);
+        flops += unet_last_flops(c->m->unet);
+    }
+    c->phase = PH_NONE, c->branch0 = 0;
     if (rc) return ocd_fail_context("editing step %d%s", i, c->crop ? " (foreground crop)" : "");
-    count_forward(c, 2 * F);
+    count_forward(c, 2 * F, flops);
     c->rep.unet_full_frame_calls += (double)hh * ww / ((double)c->h * c->w);
     cfg_combine(c->eps, c->eps + n, c->p.cfg, c->eps_g, n);
     if (c->plan.solver == OCD_SOLVER_DDIM && k_to == i + 1) ddim_step(&c->sched, c->N, t, z, c->eps_g, z, NULL, n);

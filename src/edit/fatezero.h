@@ -126,7 +126,9 @@ typedef struct fz_ctx fz_ctx;
  * must outlive the context). */
 fz_ctx *fz_new(sd_model *m, const fz_params *p, int F, int H, int W);
 void fz_free(fz_ctx *c);
-/* z0 [F, 4, h, w] = 0.18215 * posterior mean of each frame. */
+/* z0 [F, 4, h, w] = 0.18215 * posterior mean of each frame. The VAE's workspace is freed after
+ * it (vae_trim), and the UNet's before fz_decode (unet_trim): only one network's scratch is
+ * resident at a time. */
 int fz_encode(fz_ctx *c, const float *frames /* [F,3,H,W] */, float *z0 /* [F,4,h,w] */);
 /* DDIM inversion with the source prompt from z0, recording the attention store (when fusion is
  * on). traj (may be NULL) [N+1, F, 4, h, w]: [0] = z0, [k+1] after inversion step k.
@@ -158,8 +160,9 @@ const int *fz_timesteps(const fz_ctx *c);
  * mask (ocd-method.md 5.1); NULL when there is none (yet). */
 const float *fz_mask(const fz_ctx *c);
 /* Token-merging probe: called for every self-attention item that merges K/V, with the plan it
- * uses (phase 0: inversion, the plan just made; 1: editing, the inversion's plan, or its
- * restriction to the OCS crop). n_kv: the window's frames; call->b / F: the CFG half. */
+ * uses (phase 0: inversion, the plan just made; 1 and 2: editing's unconditional and target
+ * halves, which run as separate calls, the inversion's plan or its restriction to the OCS
+ * crop). n_kv: the window's frames. */
 typedef void (*fz_plan_probe)(void *user, int phase, const unet_attn_call *call, int frame, int n_kv, const tome_plan *plan);
 void fz_set_plan_probe(fz_ctx *c, fz_plan_probe fn, void *user);
 

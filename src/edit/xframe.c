@@ -71,7 +71,6 @@ int xf_attend(void *user, const unet_attn_call *call) {
     int n = xf_gather_kv(call, st->mode, st->least_sc_channel, st->F, st->k_buf, st->v_buf, &k, &v);
     if (n < 0) return -1;
     const size_t q_off = (size_t)call->b * call->Nq * call->C;
-    k_attention(call->out, call->C, call->q + q_off, call->C, k, call->C, v, call->C, call->Nq, n * call->Nk, call->heads,
-                call->dh, call->scale, 0, call->scratch);
+    unet_attention(call, call->q + q_off, k, v, n * call->Nk);
     return 0;
 }

@@ -163,13 +163,10 @@ size_t k_conv2d_up2_bf16_scratch_floats(const k_conv_shape *s) {
     return bf_scratch(&u);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#include "kernels/amx.h"
+#if defined(K_HAVE_AMX)
 #include <cpuid.h>
-#include <immintrin.h>
 #include <sys/syscall.h>
-#include <unistd.h>
-
-#define BF_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl")))
 
 static int g_amx = -1;
 
@@ -186,24 +183,6 @@ int k_bf16_available(void) {
     __atomic_store_n(&g_amx, v, __ATOMIC_RELEASE);
     return v;
 }
-
-typedef struct {
-    uint8_t palette, start;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_cfg;
-
-/* Tiles 0-3: C (16 x 16 fp32); 4, 5: A (16 x 32 bf16); 6, 7: B (16 pairs x 16). */
-BF_TARGET static void tiles_on(void) {
-    tile_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int i = 0; i < 8; i++) { c.rows[i] = 16; c.colsb[i] = 64; }
-    _tile_loadconfig(&c);
-}
-
-BF_TARGET static void tiles_off(void) { _tile_release(); }
 
 /* Four C tiles (rows a0/a1 x columns b0/b1) += sum over the k-steps. A step s reads A at
  * a + aoff[s] (row stride lda bytes) and B at b + boff[s] (row stride ldb bytes); the second
@@ -241,19 +220,11 @@ BF_TARGET static void tile_block(const uint16_t *a0, const uint16_t *a1, size_t 
     _tile_stored(3, out[3], os[3]);
 }
 
-/* 16 floats -> their bf16 (nearest even) in the high halves of 16 dwords. */
-BF_TARGET static inline __m512i bf_hi(__m512 v) {
-    __m512i u = _mm512_castps_si512(v);
-    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    u = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
-    return _mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u));
-}
-
 /* dst[i] = (bf16(e[i]) | bf16(o[i]) << 16) for n pairs. */
 BF_TARGET static void pair_rows(uint32_t *dst, const float *e, const float *o, int n) {
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m512i lo = _mm512_srli_epi32(bf_hi(_mm512_loadu_ps(e + i)), 16), hi = bf_hi(_mm512_loadu_ps(o + i));
+        __m512i lo = _mm512_srli_epi32(k_bf_hi(_mm512_loadu_ps(e + i)), 16), hi = k_bf_hi(_mm512_loadu_ps(o + i));
         _mm512_storeu_si512(dst + i, _mm512_or_si512(lo, hi));
     }
     for (; i < n; i++) dst[i] = (uint32_t)k_f32_to_bf16(e[i]) | (uint32_t)k_f32_to_bf16(o[i]) << 16;
@@ -283,7 +254,7 @@ BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *
 #pragma omp atomic write
             failed = 1;
         }
-        tiles_on();
+        k_tiles_on();
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < nmg * ncb; t++) {
             if (!xb) continue;
@@ -295,7 +266,7 @@ BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *
                 const float *src = x + (size_t)(m0 + r) * K;
                 int i = 0;
                 for (; i + 16 <= K; i += 16)
-                    _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf_hi(_mm512_loadu_ps(src + i)), 16)));
+                    _mm256_storeu_si256((__m256i *)(d + i), k_bf16x16(_mm512_loadu_ps(src + i)));
                 for (; i < K; i++) d[i] = k_f32_to_bf16(src[i]);
                 for (; i < kp; i++) d[i] = 0;
             }
@@ -327,7 +298,7 @@ BF_TARGET static void linear_amx(float *y, const float *x, const k_bf16_weight *
                 }
             }
         }
-        tiles_off();
+        k_tiles_off();
         free(xb);
     }
     free(aoff);
@@ -375,7 +346,7 @@ BF_TARGET static void conv_band(float *y, size_t yplane, int wp, int wo, int np,
     const int ncb = (co + 31) / 32, npb = (np + 31) / 32, npg = (npb + BF_PG - 1) / BF_PG;
 #pragma omp parallel
     {
-        tiles_on();
+        k_tiles_on();
         float c[4 * 256] __attribute__((aligned(64)));
 #pragma omp for schedule(dynamic)
         for (int task = 0; task < ncb * npg; task++) {
@@ -389,7 +360,7 @@ BF_TARGET static void conv_band(float *y, size_t yplane, int wp, int wo, int np,
                 conv_store(y, yplane, c, b, co, co0, pb * 32, np, wp, wo);
             }
         }
-        tiles_off();
+        k_tiles_off();
     }
 }
 

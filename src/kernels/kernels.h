@@ -99,6 +99,15 @@ void k_attention(float *out, int ldo, const float *q, int ldq, const float *k, i
                  int causal, float *scratch);
 void k_attention_ref(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
                      const float *v, int ldv, int Nq, int Nk, int heads, int dh, float scale, int causal);
+/* The same, non-causal, on the AMX tile unit (attention_bf16.c): k, v and the softmax weights
+ * rounded to bf16, q as a sum of two bf16 parts, scores, softmax and sums in fp32. The same
+ * scratch as k_attention. Without AMX-BF16, or for heads over 256 dims, it is k_attention.
+ * Bit-identical for any thread count. The reference rounds k and v (not q, not the weights)
+ * and sums in double. */
+void k_attention_bf16(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                      const float *v, int ldv, int Nq, int Nk, int heads, int dh, float scale, float *scratch);
+void k_attention_bf16_ref(float *out, int ldo, const float *q, int ldq, const float *k, int ldk,
+                          const float *v, int ldv, int Nq, int Nk, int heads, int dh, float scale);
 
 /* ---- Resampling and layout ----
  * Nearest-neighbour resize of x[C, H, W] to y[C, Ho, Wo] with torch's legacy "nearest"

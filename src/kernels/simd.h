@@ -2,12 +2,15 @@
 #ifndef OCD_KERNELS_SIMD_H
 #define OCD_KERNELS_SIMD_H
 
-#if defined(__AVX512F__)
+/* Also compiled, with a target attribute, where the build is not for AVX-512 (the sanitizer
+ * build): the AMX kernels (amx.h) select their instruction sets per function and call these. */
+#if defined(__AVX512F__) || (defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__))
 #include <immintrin.h>
+#define K_SIMD_TARGET __attribute__((target("avx512f")))
 
 /* exp(x), ~1 ulp: Cody-Waite reduction by ln 2 and Cephes' degree-6 polynomial, then
  * scalef (which flushes to 0 below the float range and gives +inf above it). */
-static inline __m512 k_exp512(__m512 x) {
+K_SIMD_TARGET static inline __m512 k_exp512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
     x = _mm512_min_ps(x, _mm512_set1_ps(100.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
@@ -25,7 +28,7 @@ static inline __m512 k_exp512(__m512 x) {
 }
 
 /* silu(t) = t / (1 + exp(-t)) */
-static inline __m512 k_silu512(__m512 t) {
+K_SIMD_TARGET static inline __m512 k_silu512(__m512 t) {
     return _mm512_div_ps(t, _mm512_add_ps(_mm512_set1_ps(1.0f), k_exp512(_mm512_sub_ps(_mm512_setzero_ps(), t))));
 }
 #endif

@@ -187,6 +187,8 @@ void controlnet_free(controlnet *cn) {
 }
 
 const controlnet_config *controlnet_get_config(const controlnet *cn) { return &cn->cfg; }
+int controlnet_set_precision(controlnet *cn, int bf16) { return unet_set_precision(cn->trunk, bf16); }
+
 double controlnet_last_flops(const controlnet *cn) { return cn->flops; }
 
 /* ------------------------------------------------------------------ residual buffers */

@@ -74,6 +74,9 @@ int controlnet_forward(controlnet *cn, const float *x, const float *t, const flo
                        const float *cond, float scale, int norm_frames, controlnet_out *out);
 /* 2 x multiply-adds of the last forward. */
 double controlnet_last_flops(const controlnet *cn);
+/* The trunk's convolutions, linears and attention in bf16 (unet_set_precision); the embedding
+ * and the zero convolutions stay fp32. Returns 0, or -1 with the error set. */
+int controlnet_set_precision(controlnet *cn, int bf16);
 
 /* A loaded ControlNet: files + config + network. `path` is a diffusers ControlNet folder, a
  * single .safetensors file with control_model.* keys, or "random:sd15" / "random:tiny". */

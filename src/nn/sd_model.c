@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "kernels/kernels.h"
 
 /* VAE configuration from tensor shapes, for single files without a config. GroupNorm
  * groups, eps and the scaling factor cannot be read from shapes: SD 1.x values. */
@@ -87,4 +88,13 @@ int64_t sd_model_params(const sd_model *m) {
     if (m->files.vae) n += ws_params_loaded(m->files.vae);
     if (m->files.text) n += ws_params_loaded(m->files.text);
     return n;
+}
+
+int sd_model_set_precision(sd_model *m, const char *precision) {
+    const char *p = precision ? precision : "auto";
+    if (strcmp(p, "auto") && strcmp(p, "fp32") && strcmp(p, "bf16"))
+        return ocd_fail("precision \"%s\" is not auto, fp32 or bf16", p);
+    const int bf = !strcmp(p, "bf16") || (!strcmp(p, "auto") && k_bf16_available());
+    if ((m->unet && unet_set_precision(m->unet, bf)) || (m->vae && vae_set_precision(m->vae, bf))) return -1;
+    return m->unet ? unet_precision_bf16(m->unet) : bf && k_bf16_available();
 }

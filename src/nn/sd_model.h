@@ -27,5 +27,9 @@ void sd_model_free(sd_model *m);
 /* Prompt -> ids [77] -> embedding [77, hidden]. */
 int sd_model_encode_prompt(sd_model *m, const char *prompt, float *emb);
 int64_t sd_model_params(const sd_model *m);
+/* The UNet's and the VAE's arithmetic: "fp32", "bf16" (unet_set_precision, vae_set_precision) or
+ * "auto" (and NULL): bf16 where the CPU has AMX-BF16, else fp32. Returns 1 when bf16 is in effect,
+ * 0 for fp32, -1 (error set) for another name or a failed switch. */
+int sd_model_set_precision(sd_model *m, const char *precision);
 
 #endif

@@ -546,10 +546,14 @@ static int resnet_fwd(fwd *f, const resnet *r, const float *x, int H, int W, flo
     return 0;
 }
 
+void unet_attention(const unet_attn_call *c, const float *q, const float *k, const float *v, int Nk) {
+    if (c->bf16) k_attention_bf16(c->out, c->C, q, c->C, k, c->C, v, c->C, c->Nq, Nk, c->heads, c->dh, c->scale, c->scratch);
+    else k_attention(c->out, c->C, q, c->C, k, c->C, v, c->C, c->Nq, Nk, c->heads, c->dh, c->scale, 0, c->scratch);
+}
+
 int unet_attend_plain(const unet_attn_call *c) {
     const size_t q_off = (size_t)c->b * c->Nq * c->C, kv_off = (size_t)c->b * c->Nk * c->C;
-    k_attention(c->out, c->C, c->q + q_off, c->C, c->k + kv_off, c->C, c->v + kv_off, c->C, c->Nq, c->Nk, c->heads,
-                c->dh, c->scale, 0, c->scratch);
+    unet_attention(c, c->q + q_off, c->k + kv_off, c->v + kv_off, c->Nk);
     return 0;
 }
 
@@ -563,7 +567,7 @@ static int attend_all(fwd *f, int layer, int part, int is_cross, int H, int W, i
     if (!scratch) return -1;
     unet_attn_call call = {.layer = layer, .part = part, .is_cross = is_cross, .H = H, .W = W, .batch = f->B, .Nq = Nq, .Nk = Nk,
                            .C = C, .heads = heads, .dh = C / heads, .scale = 1.0f / sqrtf((float)(C / heads)),
-                           .q = q, .k = k, .v = v, .scratch = scratch};
+                           .q = q, .k = k, .v = v, .scratch = scratch, .bf16 = f->u->bf16};
     for (int b = 0; b < f->B; b++) {
         call.b = b;
         call.timestep = (int)lrintf(f->t[b]);
@@ -728,6 +732,7 @@ int unet_trunk_forward_ex(unet *u, const float *x, const float *t, const float *
 }
 
 void unet_release(unet *u) { arena_reset(&u->arena); }
+void unet_trim(unet *u) { arena_trim(&u->arena); }
 
 int unet_forward(unet *u, const float *x, const float *t, const float *ctx, int n_ctx, int B, int H, int W,
                  const unet_attn_hook *hook, float *eps) {

@@ -50,6 +50,7 @@ typedef struct {
     float *out;
     int timestep;       /* the UNet call's timestep of item b (rounded) */
     float *scratch;     /* k_attention_scratch_floats(Nq, Nk * batch) floats, free to use */
+    int bf16;           /* 1: the UNet runs in bf16, and so does unet_attention */
 } unet_attn_call;
 
 typedef struct {
@@ -66,6 +67,10 @@ typedef struct {
 
 /* The default attention of one item (what a hook falls back to). */
 int unet_attend_plain(const unet_attn_call *call);
+/* call->out [Nq, C] = attention of q [Nq, C] over k, v [Nk, C] (row stride C) with the call's
+ * heads and scale: k_attention, or k_attention_bf16 when call->bf16. For hooks that gather
+ * or merge their own keys. */
+void unet_attention(const unet_attn_call *call, const float *q, const float *k, const float *v, int Nk);
 
 typedef struct unet unet;
 
@@ -98,14 +103,18 @@ int unet_forward_res(unet *u, const float *x, const float *t, const float *ctx, 
 /* Precision of the convolutions and linear layers: 0 = fp32 (default), 1 = bf16 weights and
  * activations with fp32 accumulation (AMX-BF16; elsewhere a line on stderr and fp32 stays).
  * Switching to bf16 converts the weights once, in place (weight memory halves); switching
- * back restores fp32 buffers holding the bf16-rounded values. Attention, norms and the
- * residual stream stay fp32. Returns 0, or -1 with the error set. */
+ * back restores fp32 buffers holding the bf16-rounded values. Attention runs on the AMX
+ * tiles too (k_attention_bf16: bf16 operands, fp32 softmax); norms and the residual stream
+ * stay fp32. Returns 0, or -1 with the error set. */
 int unet_set_precision(unet *u, int bf16);
 int unet_precision_bf16(const unet *u);      /* 1 when bf16 is in effect */
 size_t unet_bf16_weight_bytes(const unet *u); /* bytes of bf16 weights held */
 
 /* FLOPs of the last forward (2 x multiply-adds of convs, linears and attention). */
 double unet_last_flops(const unet *u);
+/* Hands the scratch memory of the last forward back to the OS (between phases: the next call
+ * plans it anew). */
+void unet_trim(unet *u);
 size_t unet_arena_bytes(const unet *u);
 int unet_arena_grows(const unet *u);
 

@@ -750,6 +750,12 @@ size_t vae_scratch_bytes(vae *v, int H, int W) {
 
 size_t vae_workspace_bytes(const vae *v) { return sizeof(float) * v->ws_floats; }
 
+void vae_trim(vae *v) {
+    free(v->ws);
+    v->ws = NULL;
+    v->ws_floats = 0;
+}
+
 double vae_encode_flops(const vae_config *c, int H, int W) {
     vae *v = vae_alloc(c);
     if (!v) return 0;

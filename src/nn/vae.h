@@ -65,6 +65,8 @@ int vae_set_tiling(vae *v, int tile_px, int overlap_px);
 size_t vae_scratch_bytes(vae *v, int H, int W);
 /* Bytes of workspace currently held. */
 size_t vae_workspace_bytes(const vae *v);
+/* Frees the workspace (between phases: the next call allocates it anew). */
+void vae_trim(vae *v);
 /* 2 x multiply-adds of convolutions, attention and linear layers. */
 double vae_encode_flops(const vae_config *c, int H, int W);
 double vae_decode_flops(const vae_config *c, int h, int w);
