@@ -232,6 +232,16 @@ static uint8_t *entry_data(const attn_store *s, const as_entry *e) {
     return (e->on_disk ? s->disk : s->ram) + e->offset;
 }
 
+/* A spilled entry's pages leave the process once it is written or read: the data stays in the
+ * file (and the page cache, which the kernel may write back and reclaim), so the resident set
+ * holds the RAM budget, not the spill. Whole pages only; entries sharing a page keep it. */
+static void spill_release(const attn_store *s, const as_entry *e) {
+    if (!e->on_disk) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(s->disk + e->offset);
+    const uintptr_t lo = (a + pg - 1) & ~(pg - 1), hi = (a + e->bytes) & ~(pg - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 int attn_store_record(attn_store *s, int step, const unet_attn_call *call, const float *P) {
     const int slot = attn_store_slot(s, call->layer);
     if (slot < 0) return 0;
@@ -249,6 +259,7 @@ int attn_store_record(attn_store *s, int step, const unet_attn_call *call, const
         if (!P) return ocd_fail("attention store: map entry recorded without probabilities");
         const size_t n = (size_t)call->heads * Nq * e->nk_tot;
         put(s->dtype, d + (size_t)f * n * es, P, n);
+        spill_release(s, e);
         return 0;
     }
     /* QK: queries of every frame, then the keys */
@@ -261,6 +272,7 @@ int attn_store_record(attn_store *s, int step, const unet_attn_call *call, const
         const int ki = s->kf_index[slot][f];
         if (ki >= 0) put(s->dtype, kd + (size_t)ki * Nq * C * es, call->k + (size_t)f * Nq * C, Nq * C);
     }
+    spill_release(s, e);
     return 0;
 }
 
@@ -302,6 +314,7 @@ int attn_store_map(const attn_store *s, int step, int slot, int is_cross, int f,
     if (e->kind == AS_MAP) {
         const size_t n = (size_t)l->heads * Nq * e->nk_tot;
         get(s->dtype, P, d + (size_t)f * n * es, n);
+        spill_release(s, e);
         return 0;
     }
     float *q = scratch, *k = scratch + Nq * C;
@@ -312,6 +325,7 @@ int attn_store_map(const attn_store *s, int step, int slot, int is_cross, int f,
         int kv[XF_MAX_KV], n = xf_kv_frames(s->mode, s->least_sc_channel, s->F, f, l->C, kv);
         for (int i = 0; i < n; i++) get(s->dtype, k + (size_t)i * Nq * C, kd + (size_t)s->kf_index[slot][kv[i]] * Nq * C * es, Nq * C);
     }
+    spill_release(s, e);
     const int dh = l->C / l->heads;
     as_softmax_map(q, (int)C, k, (int)C, (int)Nq, e->nk_tot, l->heads, dh, 1.0f / sqrtf((float)dh), P);
     return 0;
@@ -334,6 +348,7 @@ int attn_store_map_view(const attn_store *s, int step, int slot, int is_cross, i
         /* full map, then compact rows and keys in place (selections are ascending) and renormalise */
         const size_t n = (size_t)l->heads * Nq * e->nk_tot;
         get(s->dtype, P, d + (size_t)f * n * es, n);
+        spill_release(s, e);
         const int sel = !is_cross && v->keys;
         float *o = P;
         for (int h = 0; h < l->heads; h++)
@@ -364,6 +379,7 @@ int attn_store_map_view(const attn_store *s, int step, int slot, int is_cross, i
         int kv[XF_MAX_KV], n = xf_kv_frames(s->mode, s->least_sc_channel, s->F, f, l->C, kv);
         for (int i = 0; i < n; i++) get(s->dtype, k + (size_t)i * Nq * C, kd + (size_t)s->kf_index[slot][kv[i]] * Nq * C * es, Nq * C);
     }
+    spill_release(s, e);
     int nk = is_cross ? s->n_ctx : e->nk_tot;
     if (!is_cross && v->keys) {
         for (int j = 0; j < nk_sel; j++) memcpy(k2 + (size_t)j * C, k + (size_t)v->keys[j] * C, sizeof(float) * C);

@@ -11,7 +11,9 @@
  * in F16 (default), BF16 or F32. Entries are laid out before the inversion runs (the layer
  * geometry follows from the UNet config), first in RAM up to `budget` bytes, the rest in a
  * memory-mapped temporary file that is unlinked right after mmap (it disappears with the
- * process). Recording and reading allocate nothing. */
+ * process); a spilled entry's pages are dropped from the process as soon as it is written or
+ * read (MADV_DONTNEED: the data stays in the file), so the resident set holds the budget, not
+ * the spill. Recording and reading allocate nothing. */
 #ifndef OCD_EDIT_ATTN_STORE_H
 #define OCD_EDIT_ATTN_STORE_H
 
