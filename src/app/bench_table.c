@@ -1,5 +1,6 @@
 /* Shared pieces of the preset / ablation benches (see bench_table.h). */
 #include "app/bench_table.h"
+#include "app/app.h"
 
 #include <math.h>
 #include <signal.h>
@@ -154,6 +155,7 @@ json_t *bench_json_header(const args *a, const char *video, int frames, int size
     json_object_set_new(root, "size", json_integer(size));
     json_object_set_new(root, "mask", json_string(mask));
     json_object_set_new(root, "estimate", json_boolean(estimate));
+    json_object_set_new(root, "precision", json_string(app_precision_name(a)));
     json_object_set_new(root, "load_average_start", bench_jnum(load0));
     json_object_set_new(root, "load_average_end", bench_jnum(load1));
     return root;

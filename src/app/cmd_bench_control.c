@@ -579,6 +579,7 @@ int cmd_bench_control(int argc, char **argv) {
            bc.prompt);
     printf("mask        %s\n", bc.mask_what);
     printf("load avg    %.2f at start (the machine is shared: wall times vary with it)\n", load0);
+    printf("precision   %s (--precision %s)\n", app_precision_name(a), args_str(a, "--precision", "auto"));
     est_model em;
     memset(&em, 0, sizeof em);
     if (estimate) {

@@ -631,6 +631,7 @@ int cmd_bench_edit(int argc, char **argv) {
            bc.source, bc.target);
     printf("mask        %s\n", bc.mask_what);
     printf("load avg    %.2f at start (the machine is shared: wall times vary with it)\n", load0);
+    printf("precision   %s (--precision %s)\n", app_precision_name(a), args_str(a, "--precision", "auto"));
     if (!estimate) printf("source clip frame-to-frame consistency %.2f dB\n", src_cons);
     for (int i = 0; i < N_RUNS; i++) {
         if (!bc.selected[i]) continue;

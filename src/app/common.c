@@ -5,6 +5,7 @@
 #include "app/app.h"
 #include "base/error.h"
 #include "base/threads.h"
+#include "kernels/kernels.h"
 
 int app_set_threads(const args *a) {
     long n;
@@ -18,6 +19,10 @@ int app_set_precision(const args *a, sd_model *m, controlnet_model *cm) {
     if (bf < 0) return ocd_fail_context("--precision");
     if (cm && cm->net && controlnet_set_precision(cm->net, bf)) return -1;
     return 0;
+}
+
+const char *app_precision_name(const args *a) {
+    return strcmp(args_str(a, "--precision", "auto"), "fp32") && k_bf16_available() ? "bf16" : "fp32";
 }
 
 int app_load_model(const args *a, sd_model *m) {

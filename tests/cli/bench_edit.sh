@@ -37,6 +37,7 @@ for r in runs:
 fz = runs[0]
 assert fz["psnr_all"] == 100.0 and abs(fz["ssim_all"] - 1) < 1e-12, fz   # the reference against itself
 assert d["frames"] == 4 and d["size"] == 64 and d["source_consistency_psnr"] > 0
+assert d["precision"] in ("bf16", "fp32"), d["precision"]
 rows = list(csv.DictReader(open(sys.argv[2])))
 assert [r["run"] for r in rows] == names, rows
 assert all(len(r) == len(rows[0]) and r["ok"] == "1" for r in rows)

@@ -64,6 +64,10 @@ edit "$T/bad7.mp4" --frames 99; r=$?
 one_error_line $r "frames" && [ ! -e "$T/bad7.mp4" ]; check $? "more frames than the clip has"
 edit "$T/bad8.mp4" --model /nonexistent; r=$?
 one_error_line $r "nonexistent" && [ ! -e "$T/bad8.mp4" ]; check $? "missing model"
+edit "$T/bad11.mp4" --precision fp16; r=$?
+one_error_line $r "fp16" && [ ! -e "$T/bad11.mp4" ]; check $? "unknown --precision"
+edit "$T/fp32/" --precision fp32; r=$?
+[ $r -eq 0 ] && [ -f "$T/fp32/00003.png" ]; check $? "--precision fp32 runs (exit $r)"
 edit "$T/bad9.avi"; r=$?
 one_error_line $r "avi" && [ ! -e "$T/bad9.avi" ]; check $? "unsupported output type"
 echo '{"steps": ' >"$T/bad.json"
