@@ -37,7 +37,7 @@ float *arena_floats(ocd_arena *a, size_t n) {
     float *p = (float *)(a->base + a->used_total);
     a->used_total += bytes;
     if (a->used_total > a->high_water) {
-        a->high_water = a->capacity = a->used_total;
+        a->high_water = a->used_total;
         a->n_grows++;
     }
     return p;
@@ -57,7 +57,7 @@ int arena_reset(ocd_arena *a) {
 void arena_trim(ocd_arena *a) {
     a->used_total = 0;
     if (a->base && a->high_water) madvise(a->base, a->high_water, MADV_DONTNEED);
-    a->high_water = a->capacity = 0;
+    a->high_water = 0;
 }
 
 void arena_free(ocd_arena *a) {

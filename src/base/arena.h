@@ -16,7 +16,6 @@ typedef struct {
     size_t reserved;        /* its size in bytes */
     size_t used_total;      /* bytes handed out since the last reset */
     size_t high_water;      /* max used_total over all resets: the resident bytes */
-    size_t capacity;        /* = high_water (kept for reports) */
     int n_grows;            /* times the high-water mark rose (tests assert none happen in loops) */
 } ocd_arena;
 

@@ -430,7 +430,7 @@ size_t unet_bf16_weight_bytes(const unet *u) { return k_bf16_set_bytes(&u->wb); 
 const unet_config *unet_get_config(const unet *u) { return &u->cfg; }
 int unet_n_attn_layers(const unet *u) { return u->n_attn_layers; }
 double unet_last_flops(const unet *u) { return u->flops; }
-size_t unet_arena_bytes(const unet *u) { return u->arena.capacity; }
+size_t unet_arena_bytes(const unet *u) { return u->arena.high_water; }
 void unet_set_ff_block(unet *u, size_t floats) { u->ff_floats = floats ? floats : UNET_FF_FLOATS; }
 int unet_arena_grows(const unet *u) { return u->arena.n_grows; }
 
