@@ -22,7 +22,7 @@ int app_set_precision(const args *a, sd_model *m, controlnet_model *cm) {
 }
 
 const char *app_precision_name(const args *a) {
-    return strcmp(args_str(a, "--precision", "auto"), "fp32") && k_bf16_available() ? "bf16" : "fp32";
+    return sd_precision_wants_bf16(args_str(a, "--precision", "auto")) > 0 && k_bf16_available() ? "bf16" : "fp32";
 }
 
 int app_load_model(const args *a, sd_model *m) {

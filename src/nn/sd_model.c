@@ -90,11 +90,16 @@ int64_t sd_model_params(const sd_model *m) {
     return n;
 }
 
-int sd_model_set_precision(sd_model *m, const char *precision) {
+int sd_precision_wants_bf16(const char *precision) {
     const char *p = precision ? precision : "auto";
     if (strcmp(p, "auto") && strcmp(p, "fp32") && strcmp(p, "bf16"))
         return ocd_fail("precision \"%s\" is not auto, fp32 or bf16", p);
-    const int bf = !strcmp(p, "bf16") || (!strcmp(p, "auto") && k_bf16_available());
+    return !strcmp(p, "bf16") || (!strcmp(p, "auto") && k_bf16_available());
+}
+
+int sd_model_set_precision(sd_model *m, const char *precision) {
+    const int bf = sd_precision_wants_bf16(precision);
+    if (bf < 0) return -1;
     if ((m->unet && unet_set_precision(m->unet, bf)) || (m->vae && vae_set_precision(m->vae, bf))) return -1;
     return m->unet ? unet_precision_bf16(m->unet) : bf && k_bf16_available();
 }

@@ -31,5 +31,8 @@ int64_t sd_model_params(const sd_model *m);
  * "auto" (and NULL): bf16 where the CPU has AMX-BF16, else fp32. Returns 1 when bf16 is in effect,
  * 0 for fp32, -1 (error set) for another name or a failed switch. */
 int sd_model_set_precision(sd_model *m, const char *precision);
+/* Whether a precision name asks for bf16 (1: "bf16", or "auto"/NULL on a CPU with AMX-BF16) or
+ * fp32 (0); -1 (error set) for another name. */
+int sd_precision_wants_bf16(const char *precision);
 
 #endif
