@@ -68,3 +68,16 @@ char *ocd_path_join(char *buf, size_t cap, const char *dir, const char *name) {
     snprintf(buf, cap, "%s%s%s", dir, (dl && dir[dl - 1] == '/') ? "" : "/", name);
     return buf;
 }
+
+void ocd_note_vadd(char *note, size_t cap, const char *fmt, va_list ap) {
+    size_t len = strlen(note);
+    if (len && len + 2 < cap) strcpy(note + len, "; "), len += 2;
+    if (len < cap) vsnprintf(note + len, cap - len, fmt, ap);
+}
+
+void ocd_note_add(char *note, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ocd_note_vadd(note, cap, fmt, ap);
+    va_end(ap);
+}

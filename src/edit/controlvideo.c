@@ -217,12 +217,9 @@ typedef struct {
 /* Appends a fallback / decision to the stats' note ("; "-separated). */
 static void note(cv_stats *st, const char *fmt, ...) OCD_PRINTF(2, 3);
 static void note(cv_stats *st, const char *fmt, ...) {
-    char *n = st->note;
-    size_t len = strlen(n);
-    if (len && len + 2 < sizeof st->note) strcpy(n + len, "; "), len += 2;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(n + len, sizeof st->note - len, fmt, ap);
+    ocd_note_vadd(st->note, sizeof st->note, fmt, ap);
     va_end(ap);
 }
 
@@ -361,23 +358,16 @@ static int check_inputs(pipe_ctx *p, controlnet *cn, const cv_params *prm, int F
     return 0;
 }
 
-/* Whether OCS runs (ocd-method.md 5.2 item 5): a mask, a non-empty one, a blend step b >= 1, a crop
- * no larger than ocs_max_area. Returns b and sets *box, or 0 with the reason in the note. */
-static int ocs_decide(cv_run *r, const float *mask, ocs_box *box) {
+/* Whether OCS runs: switched on, a mask given, then ocs_decide. Returns b and sets *box, or 0 with
+ * the reason in the note. */
+static int ocs_go(cv_run *r, const float *mask, ocs_box *box) {
     const cv_ocd_params *o = &r->prm->ocd;
     if (!o->ocs) return 0;
     if (!mask) { note(r->st, "OCS off: no foreground mask (give --mask): plain sampling"); return 0; }
-    const int b = ocs_blend_step(r->prm->steps, o->ocs_blend);
-    if (b < 1) { note(r->st, "OCS off: blend step round(%g * %d) = 0: plain sampling", o->ocs_blend, r->prm->steps); return 0; }
-    const int n_lv = r->p->m->unet_cfg.n_levels, align = 1 << (n_lv > 1 ? n_lv - 1 : 0);   /* 8 for SD 1.x */
-    if (!ocs_crop_box(mask, r->F, r->h, r->w, o->ocs_pad, align, box)) { note(r->st, "OCS off: empty mask: plain sampling"); return 0; }
-    const double area = ocs_box_area(box, r->h, r->w);
-    if (area > o->ocs_max_area) {
-        note(r->st, "OCS off: the crop %dx%d covers %.0f%% of the %dx%d latent (> %.0f%%): plain sampling", box->w, box->h, 100.0 * area,
-             r->w, r->h, 100.0 * o->ocs_max_area);
-        return 0;
-    }
-    r->st->ocs_area = area;
+    double area;
+    const int b = ocs_decide(mask, r->F, r->h, r->w, r->prm->steps, o->ocs_blend, o->ocs_pad, r->p->m->unet_cfg.n_levels,
+                             o->ocs_max_area, box, &area, r->st->note, sizeof r->st->note);
+    if (b) r->st->ocs_area = area;
     return b;
 }
 
@@ -459,7 +449,7 @@ int cv_generate(pipe_ctx *p, controlnet *cn, const cv_params *prm, const float *
     if (sched_plan(plan, &p->sched, prm->solver, N)) goto done;
     if (prm->window && (r.nk = cv_key_frames(F, prm->window, r.keys)) < 0) goto done;
     ocs_box box;
-    if ((b = ocs_decide(&r, mask, &box)) > 0) {
+    if ((b = ocs_go(&r, mask, &box)) > 0) {
         const size_t ncc = (size_t)F * r.cond_ch * f8 * box.h * f8 * box.w;
         zbg = malloc(sizeof(float) * n), zc = malloc(sizeof(float) * n), prev_c = malloc(sizeof(float) * n);
         feather = malloc(sizeof(float) * F * hw), mask_c = malloc(sizeof(float) * F * hw), cond_c = malloc(sizeof(float) * ncc);

@@ -119,12 +119,9 @@ void fz_default_params(fz_params *p) {
 /* Appends a fallback / decision to the report's note ("; "-separated). */
 static void note(fz_ctx *c, const char *fmt, ...) OCD_PRINTF(2, 3);
 static void note(fz_ctx *c, const char *fmt, ...) {
-    char *n = c->rep.note;
-    size_t len = strlen(n);
-    if (len && len + 2 < sizeof c->rep.note) strcpy(n + len, "; "), len += 2;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(n + len, sizeof c->rep.note - len, fmt, ap);
+    ocd_note_vadd(c->rep.note, sizeof c->rep.note, fmt, ap);
     va_end(ap);
 }
 
@@ -758,28 +755,18 @@ static void reset_solver(fz_ctx *c, dpmpp_state *st, float *buf, size_t n) {
     if (c->plan.solver == OCD_SOLVER_DPMPP_2M) dpmpp_init(st, buf, n);
 }
 
-/* Whether OCS runs for this clip (ocd-method.md 5.2 item 5): a mask, a non-empty one, a blend step
- * b >= 1, a crop no larger than ocs_max_area. Sets c->box and *b; says why not in the note. */
-static int ocs_decide(fz_ctx *c, int *b) {
+/* Whether OCS runs for this clip: switched on, a mask ready, then ocs_decide. Sets c->box and *b;
+ * says why not in the note. */
+static int ocs_go(fz_ctx *c, int *b) {
     if (!c->p.ocs) return 0;
     if (!c->mask_ready) {
         note(c, "OCS off: no foreground mask (give a mask, or blend words with attention fusion): plain sampling");
         return 0;
     }
-    const int bs = ocs_blend_step(c->N, c->p.ocs_blend);
-    if (bs < 1) { note(c, "OCS off: blend step round(%g * %d) = 0: plain sampling", c->p.ocs_blend, c->N); return 0; }
-    const unet_config *uc = unet_get_config(c->m->unet);
-    const int align = 1 << (uc->n_levels > 1 ? uc->n_levels - 1 : 0); /* the UNet's downsamplings: 8 for SD 1.x */
-    if (!ocs_crop_box(c->mask, c->F, c->h, c->w, c->p.ocs_pad, align, &c->box)) {
-        note(c, "OCS off: empty mask: plain sampling");
-        return 0;
-    }
-    const double area = ocs_box_area(&c->box, c->h, c->w);
-    if (area > c->p.ocs_max_area) {
-        note(c, "OCS off: the crop %dx%d covers %.0f%% of the %dx%d latent (> %.0f%%): plain sampling", c->box.w, c->box.h,
-             100.0 * area, c->w, c->h, 100.0 * c->p.ocs_max_area);
-        return 0;
-    }
+    double area;
+    const int bs = ocs_decide(c->mask, c->F, c->h, c->w, c->N, c->p.ocs_blend, c->p.ocs_pad, unet_get_config(c->m->unet)->n_levels,
+                              c->p.ocs_max_area, &c->box, &area, c->rep.note, sizeof c->rep.note);
+    if (!bs) return 0;
     c->rep.ocs_area = area;
     *b = bs;
     return 1;
@@ -801,7 +788,7 @@ int fz_edit_latents(fz_ctx *c, const char *target, const float *zT, float *traj,
     float *z = c->z;
     int b = 0, rc = 0;
     c->crop = 0;
-    if (ocs_decide(c, &b)) {
+    if (ocs_go(c, &b)) {
         /* background branch: the full frame at steps 0, phi, 2 phi, ... of [0, b), each jumping to the next */
         float *zb = c->zbg;
         memcpy(zb, zT, n * sizeof(float));

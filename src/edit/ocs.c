@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/util.h"
 
 void ocs_mask_resize(const float *m, int F, int Hm, int Wm, int h, int w, float *out) {
     for (int f = 0; f < F; f++) {
@@ -130,6 +131,23 @@ void ocs_blend(float *z, const float *z_fg, const float *M, int F, int C, int h,
 int ocs_blend_step(int N, double beta) {
     long b = lround(beta * N);
     return (int)(b < 0 ? 0 : b > N ? N : b);
+}
+
+int ocs_decide(const float *mask, int F, int h, int w, int N, double beta, int pad, int n_levels, double max_area,
+               ocs_box *box, double *area, char *note, size_t cap) {
+    const int b = ocs_blend_step(N, beta);
+    if (b < 1) { ocd_note_add(note, cap, "OCS off: blend step round(%g * %d) = 0: plain sampling", beta, N); return 0; }
+    if (!ocs_crop_box(mask, F, h, w, pad, 1 << (n_levels > 1 ? n_levels - 1 : 0), box)) {
+        ocd_note_add(note, cap, "OCS off: empty mask: plain sampling");
+        return 0;
+    }
+    *area = ocs_box_area(box, h, w);
+    if (*area > max_area) {
+        ocd_note_add(note, cap, "OCS off: the crop %dx%d covers %.0f%% of the %dx%d latent (> %.0f%%): plain sampling", box->w,
+                     box->h, 100.0 * *area, w, h, 100.0 * max_area);
+        return 0;
+    }
+    return b;
 }
 
 double ocs_cost(int N, int b, int phi, double area) {

@@ -48,6 +48,12 @@ void ocs_blend(float *z, const float *z_fg, const float *M, int F, int C, int h,
 
 /* Blend step b = round(beta N), in [0, N]. */
 int ocs_blend_step(int N, double beta);
+/* Whether OCS runs (ocd-method.md 5.2 item 5) on the foreground mask [F, h, w] of an N-step run:
+ * a blend step b = round(beta N) >= 1, a non-empty mask, and a crop (grown by pad, aligned to the
+ * 2^(n_levels - 1) of the UNet's downsamplings: 8 for SD 1.x) covering at most max_area of the
+ * frame. Returns b with *box and *area set, or 0 with the reason appended to note[cap]. */
+int ocs_decide(const float *mask, int F, int h, int w, int N, double beta, int pad, int n_levels, double max_area,
+               ocs_box *box, double *area, char *note, size_t cap);
 /* Full-frame UNet calls of an OCS edit: b * area + ceil(b / phi) + (N - b). */
 double ocs_cost(int N, int b, int phi, double area);
 
