@@ -45,6 +45,9 @@ int app_set_threads(const args *a);
  * has AMX-BF16 (UNet output within 1e-2 relative of fp32; the toy edit judged the same), else fp32. */
 #define APP_OPT_PRECISION {"--precision", 1, "auto|fp32|bf16: UNet/VAE/ControlNet arithmetic (default auto = bf16 where the CPU has AMX-BF16: 2x faster, half the weight memory)"}
 int app_set_precision(const args *a, sd_model *m, controlnet_model *cm);
+/* Prints "         K/V tokens merged per level: L0 35% ... (all 35%: ...)" from the per-level
+ * counts of a report (levels with no tokens left out), without the line's end. */
+void app_print_merged_levels(const long tokens_in[8], const long tokens_merged[8]);
 /* "bf16" or "fp32": what --precision gives on this CPU (for reports). */
 const char *app_precision_name(const args *a);
 

@@ -196,14 +196,8 @@ static void print_accel(const cv_params *p, const cv_stats *st) {
            st->unet_calls, st->unet_frames, (st->unet_flops + st->controlnet_flops + st->plan_flops) * 1e-9, st->unet_flops * 1e-9,
            st->controlnet_flops * 1e-9, st->plan_flops * 1e-9);
     if (tome) {
-        long tin = 0, tm = 0;
-        printf("         K/V tokens merged per level:");
-        for (int l = 0; l < 8; l++) {
-            if (!st->tokens_in[l]) continue;
-            tin += st->tokens_in[l], tm += st->tokens_merged[l];
-            printf(" L%d %.0f%%", l, 100.0 * st->tokens_merged[l] / st->tokens_in[l]);
-        }
-        printf(" (all %.0f%%: self-attention QK^T and AV shrink by that much)\n", tin ? 100.0 * tm / tin : 0.0);
+        app_print_merged_levels(st->tokens_in, st->tokens_merged);
+        printf("\n");
     }
     if (o->ocs && st->ocs_area > 0)
         printf("         OCS: crop %.0f%% of the frame, UNet + ControlNet work %.2f full-frame evaluations instead of %d (%.0f%% saved)\n",

@@ -277,15 +277,8 @@ static void print_accel(const fz_params *p, const fz_report *r) {
     printf("\n");
     printf("         %d UNet calls (the fatezero preset: %d), %.1f counted GFLOP\n", r->unet_calls, 2 * 50, r->gflop);
     if (tome) {
-        long tin = 0, tm = 0;
-        printf("         K/V tokens merged per level:");
-        for (int l = 0; l < 8; l++) {
-            if (!r->tokens_in[l]) continue;
-            tin += r->tokens_in[l], tm += r->tokens_merged[l];
-            printf(" L%d %.0f%%", l, 100.0 * r->tokens_merged[l] / r->tokens_in[l]);
-        }
-        printf(" (all %.0f%%: self-attention QK^T and AV shrink by that much); plans %.2f MiB\n", tin ? 100.0 * tm / tin : 0.0,
-               r->plan_bytes / 1048576.0);
+        app_print_merged_levels(r->tokens_in, r->tokens_merged);
+        printf("; plans %.2f MiB\n", r->plan_bytes / 1048576.0);
     }
     if (p->ocs && r->ocs_area > 0) {
         printf("         OCS: crop %.0f%% of the frame, editing work %.2f full-frame UNet calls instead of %d (%.0f%% saved)\n",

@@ -21,6 +21,17 @@ int app_set_precision(const args *a, sd_model *m, controlnet_model *cm) {
     return 0;
 }
 
+void app_print_merged_levels(const long tokens_in[8], const long tokens_merged[8]) {
+    long tin = 0, tm = 0;
+    printf("         K/V tokens merged per level:");
+    for (int l = 0; l < 8; l++) {
+        if (!tokens_in[l]) continue;
+        tin += tokens_in[l], tm += tokens_merged[l];
+        printf(" L%d %.0f%%", l, 100.0 * tokens_merged[l] / tokens_in[l]);
+    }
+    printf(" (all %.0f%%: self-attention QK^T and AV shrink by that much)", tin ? 100.0 * tm / tin : 0.0);
+}
+
 const char *app_precision_name(const args *a) {
     return sd_precision_wants_bf16(args_str(a, "--precision", "auto")) > 0 && k_bf16_available() ? "bf16" : "fp32";
 }
